@@ -1,0 +1,5 @@
+"""``python -m confide`` runs the command line."""
+
+from confide.cli import main
+
+main()

@@ -1,0 +1,113 @@
+"""The algorithm registry: allow-listed steps a node may run, found by entry point.
+
+An :class:`Algorithm` declares its parameters and its output as pydantic models; the
+node validates the researcher's parameters before running and the step's output before
+it leaves, so an algorithm cannot send out more than it declared. Third-party packages
+add algorithms under the entry-point group ``confide.algorithms``; a node still runs only
+those its policy allows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from functools import cache
+from importlib.metadata import entry_points
+from typing import Any, Protocol
+
+import pyarrow as pa
+from pydantic import BaseModel, ValidationError
+
+from confide._errors import AlgorithmError
+
+__all__ = ["ENTRY_POINT_GROUP", "Algorithm", "DataContext", "available", "get_algorithm"]
+
+ENTRY_POINT_GROUP = "confide.algorithms"
+
+
+class DataContext(Protocol):
+    """What a step may read: the node's declared tables, by name."""
+
+    def table(self, name: str) -> pa.Table:
+        """The table ``name`` as Arrow, checked against its declared schema."""
+        ...
+
+    def table_names(self) -> list[str]:
+        """Names of the tables this node offers."""
+        ...
+
+
+@dataclass(frozen=True)
+class Algorithm:
+    """One registered algorithm step.
+
+    Parameters
+    ----------
+    name : str
+        Dotted name researchers use (``stats.summary``).
+    description : str
+        One line for ``confide algorithms`` and error messages.
+    params : type[BaseModel]
+        Model of the parameters the researcher sends (sealed).
+    output : type[BaseModel]
+        Model of what the step may return; anything else is refused by the node.
+    step : Callable
+        ``step(data, params) -> output``; runs in the node's worker process.
+    """
+
+    name: str
+    description: str
+    params: type[BaseModel]
+    output: type[BaseModel]
+    step: Callable[[DataContext, Any], BaseModel]
+
+    def parse_params(self, raw: Mapping[str, object]) -> BaseModel:
+        """Validate researcher parameters; :class:`AlgorithmError` names the bad field."""
+        try:
+            return self.params.model_validate(raw)
+        except ValidationError as exc:
+            raise AlgorithmError(f"invalid parameters for {self.name}: {_describe(exc)}") from None
+
+    def run(self, data: DataContext, raw_params: Mapping[str, object]) -> dict[str, object]:
+        """Run the step and return its output, validated against the declared model."""
+        params = self.parse_params(raw_params)
+        produced = self.step(data, params)
+        try:
+            checked = self.output.model_validate(produced.model_dump())
+        except ValidationError as exc:
+            raise AlgorithmError(
+                f"{self.name} produced output that does not match its declaration "
+                f"({_describe(exc)}); nothing was sent"
+            ) from None
+        return checked.model_dump(mode="json")
+
+
+@cache
+def _registered() -> dict[str, Algorithm]:
+    found: dict[str, Algorithm] = {}
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        algorithm = ep.load()
+        if not isinstance(algorithm, Algorithm) or algorithm.name != ep.name:
+            raise AlgorithmError(f"entry point {ep.name!r} ({ep.value}) is not an Algorithm named {ep.name!r}")
+        found[ep.name] = algorithm
+    return found
+
+
+def available() -> list[str]:
+    """Names of every registered algorithm, sorted."""
+    return sorted(_registered())
+
+
+def get_algorithm(name: str) -> Algorithm:
+    """The registered algorithm ``name``; :class:`AlgorithmError` lists the known ones."""
+    try:
+        return _registered()[name]
+    except KeyError:
+        known = ", ".join(available()) or "none"
+        raise AlgorithmError(f"unknown algorithm {name!r}; registered algorithms: {known}") from None
+
+
+def _describe(exc: ValidationError) -> str:
+    err = exc.errors()[0]
+    where = ".".join(str(p) for p in err["loc"]) or "(top level)"
+    return f"{where}: {err['msg']}"

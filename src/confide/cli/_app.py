@@ -1,0 +1,237 @@
+"""The ``confide`` command: provision, hub, node, task, algorithms, demo.
+
+Errors of the confide tree are printed as one line naming what is wrong and what to do,
+with exit status 1; a traceback is only ever shown for a bug (and then with ``--debug``
+advice). ``--json`` gives machine-readable output where a script would want it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import click
+import typer
+from rich.console import Console
+
+from confide._errors import ConfideError, ConfigError
+from confide._version import __version__
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(help="confide: federated statistics across hospitals with a blind hub.", no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
+hub_app = typer.Typer(help="Run the hub.", no_args_is_help=True)
+node_app = typer.Typer(help="Run a hospital's node.", no_args_is_help=True)
+task_app = typer.Typer(help="Submit tasks and fetch results (researchers).", no_args_is_help=True)
+app.add_typer(hub_app, name="hub")
+app.add_typer(node_app, name="node")
+app.add_typer(task_app, name="task")
+
+out = Console()
+err = Console(stderr=True)
+
+KitOption = Annotated[Path, typer.Option("--kit", "-k", help="Your researcher kit directory.", envvar="CONFIDE_KIT")]
+JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable JSON on stdout.")]
+
+
+def _version(value: bool) -> None:
+    if value:
+        out.print(f"confide {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log more.")] = False,
+) -> None:
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for noisy in ("httpx", "httpcore"):
+        logging.getLogger(noisy).setLevel(logging.DEBUG if verbose else logging.WARNING)
+
+
+@app.command()
+def provision(
+    consortium: Annotated[Path, typer.Argument(help="The consortium description (YAML).")],
+    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Where to write the CA, kits and hub seed.")] = Path("kits"),
+    force: Annotated[bool, typer.Option("--force", help="Replace a non-empty output directory.")] = False,
+) -> None:
+    """Create the consortium CA, one kit per node and researcher, and the hub's seed."""
+    from confide.kit import provision as do_provision
+
+    root = do_provision(consortium, out_dir, force=force)
+    out.print(f"[green]provisioned[/] {root}")
+    out.print(f"  hub:         confide hub start --config {root / 'hub' / 'hub.yaml'}")
+    out.print(f"  node kits:   {root / 'nodes'}/<id>   (copy each to its hospital)")
+    out.print(f"  researchers: {root / 'researchers'}/<id>")
+    out.print(f"  [yellow]keep {root / 'ca'} offline: it can certify new parties[/]")
+
+
+@hub_app.command("start")
+def hub_start(
+    config: Annotated[Path, typer.Option("--config", "-c", help="hub.yaml written by provision.")],
+    host: Annotated[str | None, typer.Option(help="Override the listen address.")] = None,
+    port: Annotated[int | None, typer.Option(help="Override the port.")] = None,
+) -> None:
+    """Serve the hub (REST API for researchers, WebSocket for nodes, docs at /docs)."""
+    import uvicorn
+
+    from confide.hub import create_app, load_hub_settings
+
+    settings = load_hub_settings(config)
+    settings = settings.model_copy(update={k: v for k, v in (("host", host), ("port", port)) if v is not None})
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=settings.log_level, ws="websockets-sansio", ws_max_size=64 * 1024 * 1024)
+
+
+@node_app.command("start")
+def node_start(config: Annotated[Path, typer.Option("--config", "-c", help="node.yaml of this hospital.")]) -> None:
+    """Connect this hospital's node to the hub and serve runs until stopped."""
+    from confide.kit import Kit
+    from confide.node import Agent, load_node_config
+    from confide.transport import WebSocketConnector
+
+    cfg = load_node_config(config)
+    kit = Kit.load(cfg.kit)
+    agent = Agent(cfg, kit, WebSocketConnector(cfg.hub_url or kit.hub_url))
+
+    async def serve() -> None:
+        try:
+            await agent.run()
+        finally:
+            await agent.close()
+
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(serve())
+
+
+@task_app.command("submit")
+def task_submit(
+    collaboration: Annotated[str, typer.Option("--collaboration", "-C", help="Collaboration id.")],
+    algorithm: Annotated[str, typer.Option("--algorithm", "-a", help="Registered algorithm, e.g. stats.summary.")],
+    kit: KitOption,
+    params: Annotated[str, typer.Option("--params", "-p", help="JSON object, or @file.json.")] = "{}",
+    node: Annotated[list[str] | None, typer.Option("--node", help="Only these nodes (repeatable).")] = None,
+    wait: Annotated[bool, typer.Option("--wait/--no-wait", help="Wait and print the results.")] = True,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait.")] = 120.0,
+    as_json: JsonOption = False,
+) -> None:
+    """Seal a task to each node of a collaboration and submit it."""
+    from confide.cli._render import print_json, print_results
+    from confide.client import Client
+
+    with Client(kit) as client:
+        task_id = client.submit(collaboration, algorithm, _parse_params(params), node or None)
+        if not wait:
+            print_json(out, {"task": task_id}) if as_json else out.print(task_id)
+            return
+        client.wait(task_id, timeout, progress=not as_json)
+        results = client.results(task_id)
+    if as_json:
+        print_json(out, _results_json(results))
+    else:
+        print_results(out, results)
+    if results.failed:
+        raise typer.Exit(1)
+
+
+@task_app.command("status")
+def task_status(task_id: str, kit: KitOption, as_json: JsonOption = False) -> None:
+    """Show a task's runs and whether their nodes are online."""
+    from confide.client import Client
+
+    with Client(kit) as client:
+        state = client.status(task_id)
+    if as_json:
+        out.print_json(json.dumps({"id": state.id, "status": state.status, "runs": state.runs, "online": state.online}))
+        return
+    out.print(f"task {state.id}: [bold]{state.status}[/]")
+    for node_id, status in state.runs.items():
+        out.print(f"  {node_id:20} {status:10} {'online' if state.online[node_id] else 'offline'}")
+
+
+@task_app.command("result")
+def task_result(
+    task_id: str, kit: KitOption, as_json: JsonOption = False,
+    wait: Annotated[bool, typer.Option("--wait/--no-wait", help="Wait for unfinished runs first.")] = True,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait.")] = 120.0,
+) -> None:
+    """Open and print a task's results."""
+    from confide.cli._render import print_json, print_results
+    from confide.client import Client
+
+    with Client(kit) as client:
+        if wait:
+            client.wait(task_id, timeout, progress=not as_json)
+        results = client.results(task_id)
+    if as_json:
+        print_json(out, _results_json(results))
+    else:
+        print_results(out, results)
+
+
+@app.command()
+def algorithms(as_json: JsonOption = False) -> None:
+    """List the registered algorithms."""
+    from confide.algorithms import available, get_algorithm
+
+    names = available()
+    if as_json:
+        out.print_json(json.dumps({n: get_algorithm(n).description for n in names}))
+        return
+    for name in names:
+        out.print(f"{name:24} {get_algorithm(name).description}")
+
+
+@app.command()
+def demo(
+    keep: Annotated[Path | None, typer.Option(help="Keep the demo's kits, data and logs in this directory.")] = None,
+    port: Annotated[int, typer.Option(help="Hub port (0: pick a free one).")] = 0,
+) -> None:
+    """Provision 3 hospitals, start a hub and 3 nodes on loopback, run a task, shut down."""
+    from confide.cli._demo import run_demo
+
+    run_demo(out, keep=keep, port=port)
+
+
+def _parse_params(text: str) -> dict[str, Any]:
+    source = "--params"
+    if text.startswith("@"):
+        source = text[1:]
+        try:
+            text = Path(source).read_text()
+        except OSError as exc:
+            raise ConfigError(f"cannot read parameters file {source}: {exc.strerror}") from None
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{source} is not valid JSON ({exc.msg} at position {exc.pos})") from None
+    if not isinstance(value, dict):
+        raise ConfigError(f"{source} must be a JSON object of algorithm parameters")
+    return value
+
+
+def _results_json(results: Any) -> dict[str, Any]:
+    return {"task": results.task_id, "results": [{"node": r.node, "ok": r.ok, "output": r.output, "error": r.error} for r in results]}
+
+
+def main() -> None:
+    """Entry point: run the CLI, turning confide errors into one clear line."""
+    try:
+        code = app(standalone_mode=False)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        err.print("aborted")
+        sys.exit(130)
+    except ConfideError as exc:
+        err.print(f"[red]error:[/] {exc}", highlight=False)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    sys.exit(code if isinstance(code, int) else 0)

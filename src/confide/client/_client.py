@@ -1,0 +1,289 @@
+"""The researcher SDK: seal a task to each node, submit it, follow it, open the results.
+
+::
+
+    from confide import Client
+
+    with Client("kits/researchers/alice") as client:
+        results = client.run("brain-study", "stats.summary",
+                             {"table": "patients", "columns": ["age"]}, progress=True)
+        for r in results:
+            print(r.node, r.output)
+
+Every node certificate the hub hands out is checked against the consortium CA in the
+researcher's own kit before anything is sealed to it, and every result is opened only if
+it is signed by the node it claims to come from.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import secrets
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import httpx
+from pydantic import ValidationError
+
+from confide._errors import (
+    AuthError,
+    ConfideError,
+    ConflictError,
+    NotFoundError,
+    TaskError,
+    TransportError,
+    WireError,
+)
+from confide.crypto import MemoryReplayGuard, PublicParty, Role, verify_party_certificate
+from confide.kit import Kit
+from confide.wire import Envelope, MessageKind, TaskOutcome, TaskRequest, open_envelope, seal_envelope
+
+__all__ = ["Client", "NodeResult", "TaskResults", "TaskState"]
+
+_FINISHED = ("completed", "failed")
+
+
+@dataclass(frozen=True)
+class TaskState:
+    """A task as the hub reports it."""
+
+    id: str
+    status: str
+    version: str
+    runs: dict[str, str]
+    online: dict[str, bool]
+
+    @property
+    def finished(self) -> bool:
+        """Whether every run has finished."""
+        return self.status in _FINISHED
+
+
+@dataclass(frozen=True)
+class NodeResult:
+    """One node's opened result."""
+
+    node: str
+    ok: bool
+    output: dict[str, Any] | None
+    error: str | None
+
+
+@dataclass(frozen=True)
+class TaskResults:
+    """All results of a task, in node order."""
+
+    task_id: str
+    results: list[NodeResult]
+
+    def __iter__(self) -> Iterator[NodeResult]:
+        return iter(self.results)
+
+    def __len__(self) -> int:
+        return len(self.results)
+
+    @property
+    def failed(self) -> list[NodeResult]:
+        """Results of nodes that reported an error."""
+        return [r for r in self.results if not r.ok]
+
+    def raise_for_errors(self) -> TaskResults:
+        """Raise :class:`TaskError` listing every node's error, if any failed."""
+        if self.failed:
+            lines = "; ".join(f"{r.node}: {r.error}" for r in self.failed)
+            raise TaskError(f"task {self.task_id} failed on {len(self.failed)} node(s): {lines}")
+        return self
+
+
+class Client:
+    """A researcher's connection to the hub, authenticated with their kit."""
+
+    def __init__(self, kit: Kit | str | Path, *, timeout_s: float = 60.0) -> None:
+        self.kit = kit if isinstance(kit, Kit) else Kit.load(kit)
+        if self.kit.identity.role is not Role.RESEARCHER:
+            raise AuthError(f"kit {self.kit.directory} belongs to a {self.kit.identity.role.value}, not a researcher")
+        self._http = httpx.Client(
+            base_url=self.kit.hub_url,
+            headers={"Authorization": f"Bearer {self.kit.token}"},
+            timeout=httpx.Timeout(timeout_s),
+        )
+        self._peers: dict[str, PublicParty] = {}
+        self._guard = MemoryReplayGuard()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object | TracebackType) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the HTTP connection."""
+        self._http.close()
+
+    # --- directory ----------------------------------------------------------------
+    def whoami(self) -> dict[str, Any]:
+        """Who the hub thinks we are, and our collaborations."""
+        result: dict[str, Any] = self._request("GET", "/api/whoami")
+        return result
+
+    def nodes(self, collaboration: str) -> dict[str, PublicParty]:
+        """The collaboration's nodes, each certificate checked against our CA."""
+        info = self._request("GET", f"/api/collaborations/{collaboration}")
+        nodes = {}
+        for node in info["nodes"]:
+            nodes[node["id"]] = self._verified(node["id"], node["certificate"].encode(), Role.NODE)
+        return nodes
+
+    # --- tasks --------------------------------------------------------------------
+    def submit(self, collaboration: str, algorithm: str, params: Mapping[str, Any], nodes: list[str] | None = None) -> str:
+        """Seal the request to each node and submit it; return the task id."""
+        members = self.nodes(collaboration)
+        targets = nodes if nodes is not None else sorted(members)
+        unknown = [n for n in targets if n not in members]
+        if unknown:
+            raise AuthError(f"not nodes of collaboration {collaboration!r}: {', '.join(unknown)}; its nodes: {', '.join(sorted(members))}")
+        task_id = secrets.token_hex(12)
+        request = TaskRequest(collaboration=collaboration, algorithm=algorithm, params=dict(params))
+        plaintext = request.model_dump_json().encode()
+        inputs = {}
+        for node_id in targets:
+            envelope = Envelope.new(MessageKind.TASK_INPUT, self.kit.party_id, node_id, task_id=task_id)
+            sealed = seal_envelope(envelope, plaintext, self.kit.identity, members[node_id])
+            inputs[node_id] = base64.b64encode(sealed.encode()).decode()
+        body = {"id": task_id, "collaboration": collaboration, "algorithm": algorithm, "inputs": inputs}
+        self._request("POST", "/api/tasks", json=body)
+        return task_id
+
+    def status(self, task_id: str, wait_s: float = 0.0, known: str = "") -> TaskState:
+        """The task's state; with ``wait_s``, held by the hub until it changes from ``known``."""
+        data = self._request("GET", f"/api/tasks/{task_id}", params={"wait": wait_s, "known": known})
+        return TaskState(
+            id=data["id"], status=data["status"], version=data["version"],
+            runs={r["node"]: r["status"] for r in data["runs"]},
+            online={r["node"]: r["online"] for r in data["runs"]},
+        )
+
+    def wait(self, task_id: str, timeout_s: float = 120.0, progress: bool = False) -> TaskState:
+        """Block until every run finished; :class:`TaskError` names the nodes still missing."""
+        deadline = time.monotonic() + timeout_s
+        display = _Progress(task_id) if progress else None
+        state = self.status(task_id)
+        try:
+            while not state.finished:
+                if display is not None:
+                    display.update(state)
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TaskError(_timeout_message(state, timeout_s))
+                state = self.status(task_id, wait_s=min(left, 20.0), known=state.version)
+            if display is not None:
+                display.update(state)
+        finally:
+            if display is not None:
+                display.close()
+        return state
+
+    def results(self, task_id: str) -> TaskResults:
+        """Open every node's sealed result (signature, recipient, task binding checked)."""
+        rows = self._request("GET", f"/api/tasks/{task_id}/results")
+        opened = [self._open_result(task_id, row) for row in rows]
+        return TaskResults(task_id, sorted(opened, key=lambda r: r.node))
+
+    def run(
+        self,
+        collaboration: str,
+        algorithm: str,
+        params: Mapping[str, Any],
+        *,
+        nodes: list[str] | None = None,
+        timeout_s: float = 120.0,
+        progress: bool = False,
+    ) -> TaskResults:
+        """Submit, wait and open the results in one call."""
+        task_id = self.submit(collaboration, algorithm, params, nodes)
+        self.wait(task_id, timeout_s, progress)
+        return self.results(task_id)
+
+    # --- internals ----------------------------------------------------------------
+    def _verified(self, party_id: str, pem: bytes, role: Role) -> PublicParty:
+        party = verify_party_certificate(pem, self.kit.ca, expected_id=party_id, expected_role=role)
+        known = self._peers.get(party_id)
+        if known is not None and known != party:
+            raise AuthError(f"the hub now presents different keys for {party_id!r} than before; refusing")
+        self._peers[party_id] = party
+        return party
+
+    def _open_result(self, task_id: str, row: Mapping[str, Any]) -> NodeResult:
+        node_id = row["node"]
+        if not row["envelope"]:
+            return NodeResult(node_id, False, None, f"node {node_id!r} refused the task before opening it (see the node's log)")
+        envelope = Envelope.decode(base64.b64decode(row["envelope"]))
+        if envelope.sender != node_id or envelope.task_id != task_id or envelope.kind is not MessageKind.TASK_RESULT:
+            raise WireError(f"result filed for {node_id!r} is not that node's result for task {task_id}")
+        sender = self._peers.get(node_id)
+        if sender is None:
+            pem = self._request("GET", f"/api/parties/{node_id}/certificate", raw=True)
+            sender = self._verified(node_id, pem.encode(), Role.NODE)
+        plaintext = open_envelope(envelope, me=self.kit.identity, sender=sender, guard=self._guard, max_age_ms=30 * 24 * 3600 * 1000)
+        try:
+            outcome = TaskOutcome.model_validate(json.loads(plaintext))
+        except (ValidationError, ValueError):
+            raise WireError(f"result from {node_id!r} is malformed") from None
+        if outcome.node != node_id:
+            raise WireError(f"result sealed by {node_id!r} claims to come from {outcome.node!r}")
+        return NodeResult(node_id, outcome.ok, outcome.output, outcome.error)
+
+    def _request(self, method: str, path: str, *, raw: bool = False, **kwargs: Any) -> Any:
+        try:
+            response = self._http.request(method, path, **kwargs)
+        except httpx.TransportError as exc:
+            raise TransportError(f"cannot reach the hub at {self.kit.hub_url}: {exc}; is it running?") from None
+        if response.status_code >= 400:
+            raise _http_error(response)
+        return response.text if raw else response.json()
+
+
+def _http_error(response: httpx.Response) -> ConfideError:
+    try:
+        message = str(response.json().get("message") or response.text)
+    except ValueError:
+        message = response.text or response.reason_phrase
+    kind: type[ConfideError] = {401: AuthError, 403: AuthError, 404: NotFoundError, 409: ConflictError, 400: WireError, 422: WireError}.get(response.status_code, ConfideError)
+    return kind(f"hub: {message}")
+
+
+def _timeout_message(state: TaskState, timeout_s: float) -> str:
+    missing = [n for n, s in state.runs.items() if s not in _FINISHED]
+    details = ", ".join(f"{n} ({'online' if state.online.get(n) else 'offline'}, {state.runs[n]})" for n in missing)
+    return f"task {state.id} did not finish within {timeout_s:.0f} s; still waiting for: {details}"
+
+
+class _Progress:
+    """A rich progress bar of finished runs, on stderr."""
+
+    def __init__(self, task_id: str) -> None:
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self._progress = Progress(
+            TextColumn("[bold]task {task.fields[task_id]}"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("{task.description}"), TimeElapsedColumn(), console=Console(stderr=True), transient=False,
+        )
+        self._bar = self._progress.add_task("", total=None, task_id=task_id[:8])
+        self._progress.start()
+
+    def update(self, state: TaskState) -> None:
+        done = sum(1 for s in state.runs.values() if s in _FINISHED)
+        waiting = [n for n, s in state.runs.items() if s not in _FINISHED]
+        text = f"waiting for {', '.join(waiting)}" if waiting else state.status
+        self._progress.update(self._bar, total=len(state.runs), completed=done, description=text)
+
+    def close(self) -> None:
+        self._progress.stop()
+
+

@@ -1,0 +1,23 @@
+"""The node at a hospital: owns the data, enforces the policy, runs algorithm steps locally.
+
+- ``_config``: ``NodeConfig`` from ``node.yaml`` (kit, data sources, policy)
+- ``_datasource``: CSV / Parquet tables checked against their declared schema
+- ``_policy``: allowed collaborations, researchers, algorithms
+- ``_worker``: the process pool algorithm steps run in
+- ``_agent``: ``Agent`` — connect out, open sealed inputs, run, seal results
+"""
+
+from confide.node._agent import Agent
+from confide.node._config import DataSourceConfig, NodeConfig, Policy, load_node_config
+from confide.node._datasource import LocalData
+from confide.node._worker import WorkerPool
+
+__all__ = [
+    "Agent",
+    "DataSourceConfig",
+    "LocalData",
+    "NodeConfig",
+    "Policy",
+    "WorkerPool",
+    "load_node_config",
+]

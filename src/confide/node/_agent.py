@@ -1,0 +1,261 @@
+"""The node agent: dial out to the hub, take runs, check policy, run steps, seal results.
+
+Steps of one run:
+
+1. the hub pushes a RUN frame: routing facts and the researcher's certificate, with the
+   task input sealed to this node attached;
+2. the certificate is checked against the consortium CA (a hub that substitutes a key is
+   caught here) and the input is opened (recipient, freshness, AEAD, signature, replay);
+3. the sealed request must agree with the hub's routing facts, and the policy must allow
+   collaboration, researcher and algorithm;
+4. the step runs in a worker process; its output is validated against its declaration;
+5. the outcome (output or error message) is sealed to the researcher and sent as a final
+   RUN_STATUS; it is kept and resent until the hub acknowledges it.
+
+The agent reconnects with exponential backoff and full jitter (1 s doubling to 30 s);
+refused credentials stop it with a clear message instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import secrets
+from dataclasses import dataclass
+
+from pydantic import ValidationError
+
+from confide._errors import AuthError, ConfideError, TransportError, WireError
+from confide._version import __version__
+from confide.crypto import MemoryReplayGuard, PublicParty, Role, verify_party_certificate
+from confide.kit import Kit
+from confide.node._config import NodeConfig
+from confide.node._policy import check_policy
+from confide.node._worker import StepOutcome, WorkerPool
+from confide.transport import Connection, Connector
+from confide.wire import (
+    HUB,
+    Ack,
+    Envelope,
+    ErrorNotice,
+    Heartbeat,
+    Hello,
+    MessageKind,
+    RunAssignment,
+    RunStatusUpdate,
+    TaskOutcome,
+    TaskRequest,
+    Welcome,
+    decode_control,
+    encode_control,
+    open_envelope,
+    seal_envelope,
+)
+
+__all__ = ["Agent"]
+
+log = logging.getLogger("confide.node")
+BACKOFF_START_S = 1.0
+BACKOFF_MAX_S = 30.0
+
+
+@dataclass
+class _Sent:
+    """A final status frame kept until acknowledged."""
+
+    run_id: str
+    frame: bytes
+
+
+class Agent:
+    """One hospital's node: ``await Agent(config, kit, connector).run()``."""
+
+    def __init__(self, config: NodeConfig, kit: Kit, connector: Connector, workers: WorkerPool | None = None) -> None:
+        self.config = config
+        self.kit = kit
+        self.connector = connector
+        self.workers = workers or WorkerPool(config.data, config.workers)
+        self.connected = asyncio.Event()
+        self._guard = MemoryReplayGuard()
+        self._peers: dict[bytes, PublicParty] = {}
+        self._unacked: dict[str, _Sent] = {}
+        self._finished: dict[str, bytes] = {}
+        self._active: set[str] = set()
+        self._conn: Connection | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._limit = asyncio.Semaphore(config.workers)
+
+    @property
+    def node_id(self) -> str:
+        """This node's party id."""
+        return self.kit.party_id
+
+    async def run(self) -> None:
+        """Stay connected to the hub until cancelled; :class:`AuthError` if credentials are refused."""
+        await self.workers.warm_up()
+        delay = BACKOFF_START_S
+        while True:
+            try:
+                conn = await self.connector.connect()
+            except TransportError as exc:
+                wait = secrets.SystemRandom().uniform(0, delay)
+                log.warning("%s; retrying in %.1f s", exc, wait)
+                await asyncio.sleep(wait)
+                delay = min(delay * 2, BACKOFF_MAX_S)
+                continue
+            try:
+                await self._session(conn)
+                delay = BACKOFF_START_S
+            except TransportError as exc:
+                log.warning("lost the hub connection (%s); reconnecting", exc)
+            finally:
+                self.connected.clear()
+                self._conn = None
+                with contextlib.suppress(ConfideError):
+                    await conn.close()
+
+    async def close(self) -> None:
+        """Stop work in progress and the worker processes."""
+        for task in list(self._tasks):
+            task.cancel()
+        self.workers.close()
+
+    async def _session(self, conn: Connection) -> None:
+        await conn.send(encode_control(Hello(node_id=self.node_id, token=self.kit.token, software=__version__), self.node_id, HUB).encode())
+        first = Envelope.decode(await conn.recv())
+        if first.kind is MessageKind.ERROR:
+            notice, _ = decode_control(first, ErrorNotice)
+            raise AuthError(f"the hub refused node {self.node_id!r}: {notice.message}")
+        welcome, _ = decode_control(first, Welcome)
+        log.info("connected to %s over %s; collaborations: %s", self.kit.hub_url, self.connector.name, ", ".join(welcome.collaborations) or "none")
+        self._conn = conn
+        self.connected.set()
+        for sent in list(self._unacked.values()):
+            await conn.send(sent.frame)
+        heartbeat = asyncio.create_task(self._heartbeats(conn, min(welcome.heartbeat_s, self.config.heartbeat_s)))
+        try:
+            while True:
+                await self._on_frame(Envelope.decode(await conn.recv()))
+        finally:
+            heartbeat.cancel()
+
+    async def _heartbeats(self, conn: Connection, every_s: float) -> None:
+        with contextlib.suppress(TransportError):
+            while True:
+                await asyncio.sleep(every_s)
+                await conn.send(encode_control(Heartbeat(), self.node_id, HUB).encode())
+
+    async def _on_frame(self, envelope: Envelope) -> None:
+        if envelope.kind is MessageKind.RUN:
+            assignment, attachment = decode_control(envelope, RunAssignment)
+            self._start(assignment, attachment)
+        elif envelope.kind is MessageKind.ACK:
+            ack, _ = decode_control(envelope, Ack)
+            self._unacked.pop(ack.message_id, None)
+        elif envelope.kind is MessageKind.ERROR:
+            notice, _ = decode_control(envelope, ErrorNotice)
+            log.error("the hub rejected a frame: %s", notice.message)
+        elif envelope.kind is not MessageKind.HEARTBEAT:
+            log.warning("ignoring unexpected %s frame from the hub", envelope.kind.name)
+
+    def _start(self, assignment: RunAssignment, attachment: bytes) -> None:
+        run_id = assignment.run_id
+        if run_id in self._active:
+            return
+        finished = self._finished.get(run_id)
+        if finished is not None:
+            # Redelivered after a lost acknowledgement: send the same result again.
+            self._send_final(run_id, finished)
+            return
+        self._active.add(run_id)
+        task = asyncio.create_task(self._process(assignment, attachment), name=f"run-{run_id}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _process(self, assignment: RunAssignment, attachment: bytes) -> None:
+        researcher: PublicParty | None = None
+        try:
+            researcher = self._researcher(assignment)
+            request = self._open_request(assignment, attachment, researcher)
+        except ConfideError as exc:
+            log.error("run %s refused: %s", assignment.run_id, exc)
+            if researcher is None:
+                # No verified researcher key: nobody to seal to; the hub learns only the kind.
+                await self._final(assignment, "failed", b"", reason=f"{type(exc).__name__}: {exc}")
+            else:
+                error = f"node {self.node_id!r} refused the task input: {exc}"
+                await self._final(assignment, "failed", self._seal(assignment, researcher, StepOutcome(None, error)))
+            return
+        try:
+            check_policy(self.config.policy, self.node_id, collaboration=request.collaboration, researcher=researcher.party_id, algorithm=request.algorithm)
+            await self._status(assignment.run_id, "running", assignment.task_id)
+            async with self._limit:
+                outcome = await self.workers.run(request.algorithm, request.params)
+        except ConfideError as exc:
+            outcome = StepOutcome(None, str(exc))
+        log.info("run %s of %s: %s", assignment.run_id, request.algorithm, "failed" if outcome.error else "completed")
+        status = "failed" if outcome.error else "completed"
+        await self._final(assignment, status, self._seal(assignment, researcher, outcome))
+
+    def _seal(self, assignment: RunAssignment, researcher: PublicParty, outcome: StepOutcome) -> bytes:
+        result = TaskOutcome(node=self.node_id, ok=outcome.error is None, output=outcome.output, error=outcome.error)
+        return seal_envelope(
+            Envelope.new(MessageKind.TASK_RESULT, self.node_id, researcher.party_id, task_id=assignment.task_id),
+            result.model_dump_json().encode(),
+            self.kit.identity,
+            researcher,
+        ).encode()
+
+    def _researcher(self, assignment: RunAssignment) -> PublicParty:
+        pem = assignment.researcher_certificate.encode()
+        cached = self._peers.get(pem)
+        if cached is None:
+            cached = verify_party_certificate(pem, self.kit.ca, expected_id=assignment.researcher_id, expected_role=Role.RESEARCHER)
+            self._peers[pem] = cached
+        return cached
+
+    def _open_request(self, assignment: RunAssignment, attachment: bytes, researcher: PublicParty) -> TaskRequest:
+        envelope = Envelope.decode(attachment)
+        if envelope.kind is not MessageKind.TASK_INPUT or envelope.task_id != assignment.task_id:
+            raise WireError(f"run {assignment.run_id}: attachment is not the input of task {assignment.task_id}")
+        plaintext = open_envelope(envelope, me=self.kit.identity, sender=researcher, guard=self._guard)
+        try:
+            request = TaskRequest.model_validate(json.loads(plaintext))
+        except (ValidationError, ValueError):
+            raise WireError(f"run {assignment.run_id}: the sealed task request is malformed") from None
+        if request.algorithm != assignment.algorithm or request.collaboration != assignment.collaboration_id:
+            raise WireError(
+                f"run {assignment.run_id}: the hub's routing (algorithm {assignment.algorithm!r}, "
+                f"collaboration {assignment.collaboration_id!r}) disagrees with the sealed request"
+            )
+        return request
+
+    async def _final(self, assignment: RunAssignment, status: str, sealed: bytes, reason: str = "") -> None:
+        update = RunStatusUpdate(run_id=assignment.run_id, status=status, reason=reason[:500])
+        envelope = encode_control(update, self.node_id, HUB, sealed, assignment.task_id)
+        frame = envelope.encode()
+        self._finished[assignment.run_id] = frame
+        self._active.discard(assignment.run_id)
+        self._unacked[envelope.message_id.hex()] = _Sent(assignment.run_id, frame)
+        if self._conn is not None:
+            with contextlib.suppress(TransportError):
+                await self._conn.send(frame)
+
+    def _send_final(self, run_id: str, frame: bytes) -> None:
+        conn = self._conn
+        if conn is not None:
+            task = asyncio.create_task(self._quiet_send(conn, frame))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    @staticmethod
+    async def _quiet_send(conn: Connection, frame: bytes) -> None:
+        with contextlib.suppress(TransportError):
+            await conn.send(frame)
+
+    async def _status(self, run_id: str, status: str, task_id: str) -> None:
+        if self._conn is not None:
+            with contextlib.suppress(TransportError):
+                await self._conn.send(encode_control(RunStatusUpdate(run_id=run_id, status=status), self.node_id, HUB, b"", task_id).encode())

@@ -1,0 +1,93 @@
+"""Algorithm steps run in worker processes, never in the node's event loop.
+
+A pool of ``spawn``-started processes (no state inherited from the agent) holds the
+node's tables; each call runs one registered step and returns either its validated
+output or an error message. Any exception inside a step becomes a message naming the
+algorithm, so a failing or crashing algorithm never takes the node down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import multiprocessing
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+
+from confide._errors import ConfideError
+from confide.algorithms import get_algorithm
+from confide.node._config import DataSourceConfig
+from confide.node._datasource import LocalData
+
+__all__ = ["StepOutcome", "WorkerPool"]
+
+log = logging.getLogger("confide.node.worker")
+_DATA: LocalData | None = None
+
+
+@dataclass(frozen=True)
+class StepOutcome:
+    """What a step produced: an output, or an error message for the researcher."""
+
+    output: dict[str, object] | None
+    error: str | None
+
+
+def _init_worker(sources: Sequence[DataSourceConfig]) -> None:
+    global _DATA  # noqa: PLW0603 - one LocalData per worker process, by design
+    _DATA = LocalData(sources)
+
+
+def _run_step(algorithm: str, params: dict[str, object]) -> StepOutcome:
+    if _DATA is None:
+        return StepOutcome(None, "worker was not initialised")
+    try:
+        return StepOutcome(get_algorithm(algorithm).run(_DATA, params), None)
+    except ConfideError as exc:
+        return StepOutcome(None, str(exc))
+    except Exception as exc:  # an algorithm's own bug: report it, keep the worker
+        log.exception("algorithm %s failed", algorithm)
+        return StepOutcome(None, f"{algorithm} failed: {type(exc).__name__}: {exc}")
+
+
+def _warm() -> bool:
+    return True
+
+
+class WorkerPool:
+    """A process pool for algorithm steps, restarted if a worker dies."""
+
+    def __init__(self, sources: Sequence[DataSourceConfig], workers: int = 1) -> None:
+        self._sources = list(sources)
+        self._workers = workers
+        self._pool = self._new_pool()
+
+    def _new_pool(self) -> ProcessPoolExecutor:
+        return ProcessPoolExecutor(
+            max_workers=self._workers,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_init_worker,
+            initargs=(self._sources,),
+        )
+
+    async def warm_up(self) -> None:
+        """Start the worker processes now rather than on the first run."""
+        loop = asyncio.get_running_loop()
+        await asyncio.gather(*(loop.run_in_executor(self._pool, _warm) for _ in range(self._workers)))
+
+    async def run(self, algorithm: str, params: dict[str, object]) -> StepOutcome:
+        """Run one step in a worker."""
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(self._pool, _run_step, algorithm, params)
+        except BrokenProcessPool:
+            log.error("a worker process died running %s; restarting the pool", algorithm)
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = self._new_pool()
+            return StepOutcome(None, f"{algorithm} crashed its worker process on this node")
+
+    def close(self) -> None:
+        """Stop the workers."""
+        self._pool.shutdown(wait=True, cancel_futures=True)

@@ -1,0 +1,67 @@
+"""WebSocket transport (``websockets``): the node dials ``ws(s)://HUB/ws/node`` and sends binary frames."""
+
+from __future__ import annotations
+
+import ssl
+
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
+
+from confide._errors import TransportError
+
+__all__ = ["WebSocketConnection", "WebSocketConnector", "websocket_url"]
+
+MAX_FRAME = 64 * 1024 * 1024
+
+
+def websocket_url(hub_url: str, path: str = "/ws/node") -> str:
+    """Map the hub's ``http(s)://`` base URL to its WebSocket endpoint."""
+    if hub_url.startswith("https://"):
+        return "wss://" + hub_url[len("https://") :].rstrip("/") + path
+    if hub_url.startswith("http://"):
+        return "ws://" + hub_url[len("http://") :].rstrip("/") + path
+    raise TransportError(f"hub URL {hub_url!r} must start with http:// or https://")
+
+
+class WebSocketConnection:
+    """A connected WebSocket carrying binary frames."""
+
+    def __init__(self, ws: ClientConnection, url: str) -> None:
+        self._ws = ws
+        self._url = url
+
+    async def send(self, frame: bytes) -> None:
+        try:
+            await self._ws.send(frame)
+        except ConnectionClosed as exc:
+            raise TransportError(f"connection to {self._url} closed: {exc}") from None
+
+    async def recv(self) -> bytes:
+        try:
+            message = await self._ws.recv()
+        except ConnectionClosed as exc:
+            raise TransportError(f"connection to {self._url} closed: {exc}") from None
+        if isinstance(message, str):
+            raise TransportError(f"{self._url} sent a text frame; confide speaks binary frames only")
+        return message
+
+    async def close(self) -> None:
+        await self._ws.close()
+
+
+class WebSocketConnector:
+    """Dials the hub over WebSocket."""
+
+    name = "websocket"
+
+    def __init__(self, hub_url: str, ssl_context: ssl.SSLContext | None = None) -> None:
+        self.url = websocket_url(hub_url)
+        self._ssl = ssl_context
+
+    async def connect(self) -> WebSocketConnection:
+        kwargs = {"ssl": self._ssl} if self.url.startswith("wss://") and self._ssl else {}
+        try:
+            ws = await connect(self.url, max_size=MAX_FRAME, open_timeout=10, compression=None, **kwargs)
+        except (OSError, InvalidHandshake, InvalidURI, TimeoutError) as exc:
+            raise TransportError(f"cannot reach the hub at {self.url}: {exc}") from None
+        return WebSocketConnection(ws, self.url)
