@@ -159,10 +159,11 @@ def _result(run: Run, status: RunStatus = RunStatus.COMPLETED, at_ms: int = 9_00
 
 
 async def _directory(store: Store) -> tuple[object, ...]:
-    parties = [await store.node_by_token_hash(f"hash-{p}") for p in ("n1", "n2", "n3")]
-    parties += [await store.researcher_by_token_hash(f"hash-{p}") for p in ("r1", "r1b", "r2")]
+    nodes = [await store.node_by_token_hash(f"hash-{p}") for p in ("n1", "n2", "n3")]
+    researchers = [await store.researcher_by_token_hash(f"hash-{p}") for p in ("r1", "r1b", "r2")]
     collabs = [await store.collaborations_of(p) for p in ("n1", "n2", "n3", "r1", "r2")]
-    return (*parties, *collabs)
+    certificates = [await store.party_certificate(p) for p in ("n1", "r2")]
+    return (*nodes, *researchers, *collabs, *certificates)
 
 
 # -- directory -----------------------------------------------------------------------------
@@ -217,7 +218,9 @@ async def test_seed_with_unknown_organisation_writes_nothing(store: Store) -> No
 async def test_seed_with_unknown_member_writes_nothing(seeded: Store) -> None:
     bad = SeedData(collaborations=(Collaboration("c1", "Renamed", ("n1", "ghost"), ("r1",)),))
 
-    with pytest.raises(NotFoundError, match="ghost"):
+    with pytest.raises(
+        NotFoundError, match=r"node ghost does not exist \(named by collaboration c1\)"
+    ):
         await seeded.seed(bad)
 
     assert await seeded.collaboration("c1") == C1
@@ -382,7 +385,7 @@ async def test_save_result_refuses_wrong_node_task_status_and_repeats(seeded: St
         await seeded.save_result(dataclasses.replace(result, node_id="n2"))
     with pytest.raises(NotFoundError, match="not part of task t9"):
         await seeded.save_result(dataclasses.replace(result, task_id="t9"))
-    with pytest.raises(ValueError, match="not a final one"):
+    with pytest.raises(ValueError, match="not final"):
         await seeded.save_result(dataclasses.replace(result, status=RunStatus.RUNNING))
     assert await seeded.results("t1") == []
 

@@ -29,6 +29,7 @@ __all__ = ["LocalConsortium", "free_port"]
 
 COLLABORATION = "brain-study"
 RESEARCHER = "alice"
+OUTSIDER = "bob"
 
 
 def free_port() -> int:
@@ -80,7 +81,8 @@ class LocalConsortium:
                 "hub": {"url": self.hub_url},
                 "organisations": [{"id": f"hospital-{n[-1]}", "name": f"Hospital {n[-1].upper()}"} for n in self.node_ids],
                 "nodes": [{"id": n, "organisation": f"hospital-{n[-1]}"} for n in self.node_ids],
-                "researchers": [{"id": RESEARCHER, "organisation": "hospital-a"}],
+                # bob exists but is not in the study: he shows that membership is enforced
+                "researchers": [{"id": RESEARCHER, "organisation": "hospital-a"}, {"id": OUTSIDER, "organisation": "hospital-b"}],
                 "collaborations": [{"id": COLLABORATION, "name": "Brain volumes", "nodes": self.node_ids, "researchers": [RESEARCHER]}],
             }
         )

@@ -40,7 +40,15 @@ class MemoryStore:
     Parameters
     ----------
     clock
-        Milliseconds since the epoch; stamps ``Run.updated_ms`` in ``set_run_status``.
+        Milliseconds since the epoch; stamps ``Run.updated_ms`` in ``set_run_status``
+        (``save_result`` stamps it with ``Result.created_ms``).
+
+    Notes
+    -----
+    Beyond the ``Store`` Protocol: unknown organisations, nodes, researchers or
+    collaborations named by ``seed`` or ``create_task`` raise ``NotFoundError``; runs of
+    another task, a non-final result status or a ``limit`` below 1 raise ``ValueError``.
+    Collaboration members come back sorted by id, without duplicates.
     """
 
     def __init__(self, *, clock: Callable[[], int] = _wall_clock_ms) -> None:
@@ -78,10 +86,9 @@ class MemoryStore:
             _unique_token_hashes(kind, table.values())
         collaborations = dict(self._collaborations)
         for collab in data.collaborations:
-            _require(nodes, collab.node_ids, f"collaboration {collab.id} names node")
-            _require(
-                researchers, collab.researcher_ids, f"collaboration {collab.id} names researcher"
-            )
+            named_by = f" (named by collaboration {collab.id})"
+            _require(nodes, collab.node_ids, "node", named_by)
+            _require(researchers, collab.researcher_ids, "researcher", named_by)
             collaborations[collab.id] = dataclasses.replace(
                 collab,
                 node_ids=tuple(sorted(set(collab.node_ids))),
@@ -154,9 +161,7 @@ class MemoryStore:
 
     async def save_result(self, result: Result) -> None:
         if not result.status.finished:
-            raise ValueError(
-                f"result of run {result.run_id} has status {result.status}, not a final one"
-            )
+            raise ValueError(f"result of run {result.run_id} has status {result.status}, not final")
         run = self._movable_run(result.run_id, result.node_id, result.task_id)
         self._runs[run.id] = dataclasses.replace(
             run, status=result.status, updated_ms=result.created_ms
@@ -218,10 +223,10 @@ class MemoryStore:
         return newest[:limit]
 
 
-def _require(known: Mapping[str, object], ids: Iterable[str], kind: str) -> None:
+def _require(known: Mapping[str, object], ids: Iterable[str], kind: str, context: str = "") -> None:
     missing = set(ids) - known.keys()
     if missing:
-        raise NotFoundError(f"{kind} {min(missing)} does not exist")
+        raise NotFoundError(f"{kind} {min(missing)} does not exist{context}")
 
 
 def _unique_token_hashes(kind: str, parties: Iterable[NodeRecord | ResearcherRecord]) -> None:

@@ -19,26 +19,14 @@ from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
 from alembic.util import CommandError
-from sqlalchemy import (
-    ColumnElement,
-    Select,
-    Table,
-    create_engine,
-    delete,
-    event,
-    insert,
-    select,
-    text,
-)
+from sqlalchemy import ColumnElement, Select, Table, delete, event, insert, select
 from sqlalchemy import update as sql_update
 from sqlalchemy.engine import URL, Row, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
-from sqlalchemy.pool import NullPool
 
 from confide._errors import ConfigError, ConflictError, NotFoundError, StoreError
 from confide.hub import _tables as t
-from confide.hub._tables import upgrade_to_head
 from confide.hub._records import (
     AuditEvent,
     Collaboration,
@@ -51,11 +39,13 @@ from confide.hub._records import (
     SeedData,
     Task,
 )
+from confide.hub._tables import upgrade_to_head
 
 __all__ = ["SqlStore", "driver_urls", "wall_clock_ms"]
 
 R = TypeVar("R")
 _FINISHED = [s.value for s in RunStatus if s.finished]
+_SQLITE_PRAGMAS = ("journal_mode=WAL", "synchronous=NORMAL", "busy_timeout=5000", "foreign_keys=ON")
 
 
 def wall_clock_ms() -> int:
@@ -99,12 +89,7 @@ def driver_urls(url: str) -> tuple[URL, URL]:
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
-    for pragma in (
-        "journal_mode=WAL",
-        "synchronous=NORMAL",
-        "busy_timeout=5000",
-        "foreign_keys=ON",
-    ):
+    for pragma in _SQLITE_PRAGMAS:
         cursor.execute(f"PRAGMA {pragma}")
     cursor.close()
 
@@ -123,7 +108,15 @@ class SqlStore:
     url
         Database URL: ``sqlite:///hub.db`` (embedded default) or ``postgresql://...``.
     clock
-        Milliseconds since the epoch; stamps ``Run.updated_ms`` in ``set_run_status``.
+        Milliseconds since the epoch; stamps ``Run.updated_ms`` in ``set_run_status``
+        (``save_result`` stamps it with ``Result.created_ms``).
+
+    Notes
+    -----
+    Beyond the ``Store`` Protocol: unknown organisations, nodes, researchers or
+    collaborations named by ``seed`` or ``create_task`` raise ``NotFoundError``; runs of
+    another task, a non-final result status or a ``limit`` below 1 raise ``ValueError``.
+    Collaboration members come back sorted by id, without duplicates.
     """
 
     def __init__(self, url: str, *, clock: Callable[[], int] = wall_clock_ms) -> None:
@@ -333,14 +326,18 @@ async def _existing(conn: AsyncConnection, table: Table, ids: Iterable[str]) -> 
     return set((await conn.execute(select(table.c.id).where(table.c.id.in_(wanted)))).scalars())
 
 
-async def _require(conn: AsyncConnection, table: Table, ids: set[str], kind: str) -> None:
-    missing = ids - await _existing(conn, table, ids)
+async def _require(
+    conn: AsyncConnection, table: Table, ids: Iterable[str], kind: str, context: str = ""
+) -> None:
+    missing = set(ids) - await _existing(conn, table, ids)
     if missing:
-        raise NotFoundError(f"{kind} {min(missing)} does not exist")
+        raise NotFoundError(f"{kind} {min(missing)} does not exist{context}")
 
 
 async def _upsert(conn: AsyncConnection, table: Table, records: Sequence[Any]) -> None:
     """Insert new records, update changed ones, leave equal ones untouched."""
+    if not records:
+        return
     names = set(table.c.keys())
     rows = [{k: v for k, v in _row(r).items() if k in names} for r in records]
     ids = [row["id"] for row in rows]
@@ -357,15 +354,11 @@ async def _upsert(conn: AsyncConnection, table: Table, records: Sequence[Any]) -
 
 async def _replace_members(conn: AsyncConnection, collab: Collaboration) -> None:
     members = t.collaboration_members
-    await _require(conn, t.nodes, set(collab.node_ids), f"collaboration {collab.id} names node")
-    await _require(
-        conn,
-        t.researchers,
-        set(collab.researcher_ids),
-        f"collaboration {collab.id} names researcher",
-    )
-    wanted = {("node", n) for n in collab.node_ids} | {
-        ("researcher", r) for r in collab.researcher_ids
+    named_by = f" (named by collaboration {collab.id})"
+    await _require(conn, t.nodes, collab.node_ids, "node", named_by)
+    await _require(conn, t.researchers, collab.researcher_ids, "researcher", named_by)
+    wanted = {("node", p) for p in collab.node_ids} | {
+        ("researcher", p) for p in collab.researcher_ids
     }
     mine = members.c.collaboration_id == collab.id
     have = {(r.role, r.party_id) for r in await conn.execute(select(members).where(mine))}
@@ -386,17 +379,15 @@ async def _collaborations(conn: AsyncConnection, where: ColumnElement[bool]) -> 
     )
     members = t.collaboration_members
     query = select(members).where(members.c.collaboration_id.in_([c.id for c in found]))
-    by_collab: dict[str, dict[str, list[str]]] = {
-        c.id: {"node": [], "researcher": []} for c in found
-    }
+    party_ids: dict[tuple[str, str], list[str]] = {}
     for row in await conn.execute(query.order_by(members.c.party_id)):
-        by_collab[row.collaboration_id][row.role].append(row.party_id)
+        party_ids.setdefault((row.collaboration_id, row.role), []).append(row.party_id)
     return [
         Collaboration(
-            id=c.id,
-            name=c.name,
-            node_ids=tuple(by_collab[c.id]["node"]),
-            researcher_ids=tuple(by_collab[c.id]["researcher"]),
+            c.id,
+            c.name,
+            tuple(party_ids.get((c.id, "node"), ())),
+            tuple(party_ids.get((c.id, "researcher"), ())),
         )
         for c in found
     ]

@@ -95,6 +95,13 @@ class Agent:
     async def run(self) -> None:
         """Stay connected to the hub until cancelled; :class:`AuthError` if credentials are refused."""
         await self.workers.warm_up()
+        try:
+            await self._connect_forever()
+        finally:
+            for task in list(self._tasks):
+                task.cancel()
+
+    async def _connect_forever(self) -> None:
         delay = BACKOFF_START_S
         while True:
             try:

@@ -1,0 +1,110 @@
+"""The researcher REST API: authentication, membership, validation, audit, OpenAPI docs."""
+
+from __future__ import annotations
+
+import base64
+
+import httpx
+import pytest
+
+from confide.kit import Kit
+from confide.wire import Envelope, MessageKind, seal_envelope
+from tests.conftest import COLLABORATION, SUMMARY_PARAMS, InProcessConsortium
+
+
+def _url(c: InProcessConsortium, path: str) -> str:
+    return c.local.hub_url + path
+
+
+def test_missing_and_wrong_credentials_get_401_with_advice(consortium: InProcessConsortium) -> None:
+    missing = httpx.get(_url(consortium, "/api/whoami"))
+    wrong = httpx.get(_url(consortium, "/api/whoami"), headers={"Authorization": "Bearer not-a-real-token"})
+
+    assert missing.status_code == 401 and "Bearer" in missing.json()["message"]
+    assert wrong.status_code == 401 and "kit" in wrong.json()["message"]
+
+
+def test_researcher_outside_the_collaboration_sees_nothing(consortium: InProcessConsortium) -> None:
+    with consortium.client("alice") as alice:
+        task_id = alice.submit(COLLABORATION, "stats.summary", SUMMARY_PARAMS)
+    with consortium.client("bob") as bob:
+        bob_kit = bob.kit
+        collab = httpx.get(_url(consortium, f"/api/collaborations/{COLLABORATION}"), headers={"Authorization": f"Bearer {bob_kit.token}"})
+        task = httpx.get(_url(consortium, f"/api/tasks/{task_id}"), headers={"Authorization": f"Bearer {bob_kit.token}"})
+        results = httpx.get(_url(consortium, f"/api/tasks/{task_id}/results"), headers={"Authorization": f"Bearer {bob_kit.token}"})
+        listed = httpx.get(_url(consortium, "/api/tasks"), headers={"Authorization": f"Bearer {bob_kit.token}"})
+
+    assert collab.status_code == 403 and "not a member" in collab.json()["message"]
+    assert task.status_code == 404 and results.status_code == 404
+    assert listed.json() == []
+
+
+def _sealed_input(kit: Kit, node_kit: Kit, task_id: str, recipient: str | None = None) -> str:
+    envelope = Envelope.new(MessageKind.TASK_INPUT, kit.party_id, recipient or node_kit.party_id, task_id=task_id)
+    return base64.b64encode(seal_envelope(envelope, b"{}", kit.identity, node_kit.public).encode()).decode()
+
+
+def test_hub_refuses_inputs_not_sealed_for_their_node(consortium: InProcessConsortium) -> None:
+    alice = Kit.load(consortium.researcher_kit)
+    node_a = Kit.load(consortium.local.kits / "nodes" / "node-a")
+    headers = {"Authorization": f"Bearer {alice.token}"}
+    # the envelope for node-a is filed under node-b
+    body = {"id": "t1", "collaboration": COLLABORATION, "algorithm": "stats.summary", "inputs": {"node-b": _sealed_input(alice, node_a, "t1")}}
+
+    crossed = httpx.post(_url(consortium, "/api/tasks"), json=body, headers=headers)
+    bad_b64 = httpx.post(_url(consortium, "/api/tasks"), json={**body, "inputs": {"node-a": "%%%"}}, headers=headers)
+    wrong_task = httpx.post(_url(consortium, "/api/tasks"), json={**body, "id": "t2", "inputs": {"node-a": _sealed_input(alice, node_a, "t1")}}, headers=headers)
+    outsider = httpx.post(_url(consortium, "/api/tasks"), json={**body, "inputs": {"node-x": _sealed_input(alice, node_a, "t1")}}, headers=headers)
+    extra = httpx.post(_url(consortium, "/api/tasks"), json={**body, "surprise": 1}, headers=headers)
+
+    assert crossed.status_code == 400 and "node-b" in crossed.json()["message"]
+    assert bad_b64.status_code == 400 and "base64" in bad_b64.json()["message"]
+    assert wrong_task.status_code == 400 and "another task" in wrong_task.json()["message"]
+    assert outsider.status_code == 403 and "node-x" in outsider.json()["message"]
+    assert extra.status_code == 422
+    # nothing was half-written
+    assert httpx.get(_url(consortium, "/api/tasks"), headers=headers).json() == []
+
+
+def test_duplicate_task_id_is_a_conflict_and_keeps_the_first(consortium: InProcessConsortium) -> None:
+    alice = Kit.load(consortium.researcher_kit)
+    node_a = Kit.load(consortium.local.kits / "nodes" / "node-a")
+    headers = {"Authorization": f"Bearer {alice.token}"}
+    body = {"id": "dup", "collaboration": COLLABORATION, "algorithm": "stats.summary", "inputs": {"node-a": _sealed_input(alice, node_a, "dup")}}
+
+    first = httpx.post(_url(consortium, "/api/tasks"), json=body, headers=headers)
+    second = httpx.post(_url(consortium, "/api/tasks"), json=body, headers=headers)
+
+    assert first.status_code == 201
+    assert second.status_code == 409
+
+
+def test_every_call_is_audited_with_its_actor_and_outcome(consortium: InProcessConsortium) -> None:
+    with consortium.client("alice") as alice:
+        alice.run(COLLABORATION, "stats.summary", SUMMARY_PARAMS, timeout_s=30)
+    httpx.get(_url(consortium, "/api/whoami"), headers={"Authorization": "Bearer forged"})
+
+    state = consortium.app_state
+    consortium.bg.call(state.audit.flush())
+    events = consortium.bg.call(state.store.audit_events(500))
+
+    actions = {(e.actor, e.action, e.outcome) for e in events}
+    assert ("alice", "POST", "201") in actions
+    assert ("anonymous", "GET", "401") in actions
+    assert any(e.actor == "node-a" and e.action == "run.completed" for e in events)
+    assert any(e.actor == "node-b" and e.action == "node.connect" for e in events)
+
+
+def test_openapi_docs_are_served(consortium: InProcessConsortium) -> None:
+    docs = httpx.get(_url(consortium, "/docs"))
+    spec = httpx.get(_url(consortium, "/openapi.json")).json()
+
+    assert docs.status_code == 200
+    assert "/api/tasks" in spec["paths"] and "/api/tasks/{task_id}/results" in spec["paths"]
+
+
+@pytest.mark.parametrize("path", ["/api/tasks/..%2F..", "/api/tasks/" + "x" * 300])
+def test_malformed_ids_are_rejected(consortium: InProcessConsortium, path: str) -> None:
+    alice = Kit.load(consortium.researcher_kit)
+    response = httpx.get(_url(consortium, path), headers={"Authorization": f"Bearer {alice.token}"})
+    assert response.status_code in (404, 422)

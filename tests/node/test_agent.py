@@ -1,0 +1,175 @@
+"""The node agent: credentials, policy, sealed-input checks, replay, disconnect mid-run."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+
+import pytest
+import yaml
+
+from confide._errors import AuthError, TaskError
+from confide.kit import Kit
+from confide.node import Agent, WorkerPool, load_node_config
+from confide.node._worker import StepOutcome
+from confide.transport import MemoryConnection, MemoryConnector, WebSocketConnector
+from confide.wire import (
+    HUB,
+    Envelope,
+    MessageKind,
+    RunAssignment,
+    RunStatusUpdate,
+    TaskOutcome,
+    TaskRequest,
+    Welcome,
+    decode_control,
+    encode_control,
+    open_envelope,
+    seal_envelope,
+)
+from confide.crypto import MemoryReplayGuard
+from tests.conftest import COLLABORATION, SUMMARY_PARAMS, InProcessConsortium
+
+
+def test_wrong_token_stops_the_agent_with_a_clear_error(consortium: InProcessConsortium) -> None:
+    config = load_node_config(consortium.local.node_config_path("node-a"))
+    kit = dataclasses.replace(Kit.load(config.kit), token="x" * 43)
+    agent = Agent(config, kit, WebSocketConnector(kit.hub_url), consortium.pools["node-a"])
+
+    with pytest.raises(AuthError, match="refused node 'node-a'.*token"):
+        consortium.bg.call(agent.run())
+
+
+def test_another_nodes_token_is_refused(consortium: InProcessConsortium) -> None:
+    config = load_node_config(consortium.local.node_config_path("node-a"))
+    other = Kit.load(consortium.local.kits / "nodes" / "node-b")
+    kit = dataclasses.replace(Kit.load(config.kit), token=other.token)
+    agent = Agent(config, kit, WebSocketConnector(kit.hub_url), consortium.pools["node-a"])
+
+    with pytest.raises(AuthError, match="node-a"):
+        consortium.bg.call(agent.run())
+
+
+def test_policy_refusal_names_the_node_and_what_to_change(consortium: InProcessConsortium) -> None:
+    path = consortium.local.node_config_path("node-b")
+    config = yaml.safe_load(path.read_text())
+    config["policy"]["algorithms"] = []
+    path.write_text(yaml.safe_dump(config))
+    consortium.stop_node("node-b")
+    consortium.start_node("node-b")
+    consortium.wait_online()
+
+    with consortium.client() as client:
+        results = client.run(COLLABORATION, "stats.summary", SUMMARY_PARAMS, timeout_s=30)
+
+    [failed] = results.failed
+    assert failed.node == "node-b"
+    assert "policy does not allow algorithm 'stats.summary'" in (failed.error or "")
+    assert "policy.algorithms" in (failed.error or "")
+
+
+def test_tampered_input_is_refused_and_the_researcher_told(consortium: InProcessConsortium) -> None:
+    alice = Kit.load(consortium.researcher_kit)
+    with consortium.client() as client:
+        nodes = client.nodes(COLLABORATION)
+        plaintext = TaskRequest(collaboration=COLLABORATION, algorithm="stats.summary", params=SUMMARY_PARAMS).model_dump_json().encode()
+        envelope = seal_envelope(Envelope.new(MessageKind.TASK_INPUT, "alice", "node-a", task_id="tampered1"), plaintext, alice.identity, nodes["node-a"])
+        body = bytearray(envelope.body)
+        body[10] ^= 1  # one bit of ciphertext flipped in transit
+        tampered = dataclasses.replace(envelope, body=bytes(body)).encode()
+        import base64
+
+        client._request("POST", "/api/tasks", json={"id": "tampered1", "collaboration": COLLABORATION, "algorithm": "stats.summary", "inputs": {"node-a": base64.b64encode(tampered).decode()}})
+        client.wait("tampered1", 30)
+        [result] = client.results("tampered1")
+
+    assert not result.ok
+    assert "altered in transit" in (result.error or "")
+
+
+class GatedWorkers(WorkerPool):
+    """Real workers that wait for the test to open a gate before running."""
+
+    def __init__(self, pool: WorkerPool, gate: asyncio.Event, started: asyncio.Event) -> None:
+        self._inner = pool
+        self._gate = gate
+        self._started = started
+
+    async def warm_up(self) -> None:
+        await self._inner.warm_up()
+
+    async def run(self, algorithm: str, params: dict[str, object]) -> StepOutcome:
+        self._started.set()
+        await self._gate.wait()
+        return await self._inner.run(algorithm, params)
+
+    def close(self) -> None:
+        pass
+
+
+def test_node_that_disconnects_mid_run_completes_the_task_when_back(consortium: InProcessConsortium) -> None:
+    gate = consortium.bg.call(_make_event())
+    started = consortium.bg.call(_make_event())
+    consortium.stop_node("node-b")
+    consortium.start_node("node-b", workers=GatedWorkers(consortium.pools["node-b"], gate, started))
+    consortium.wait_online()
+
+    with consortium.client() as client:
+        task_id = client.submit(COLLABORATION, "stats.summary", SUMMARY_PARAMS)
+        consortium.bg.call(asyncio.wait_for(started.wait(), 30))
+        consortium.stop_node("node-b")  # the connection drops while the step is running
+        consortium.wait_online(["node-b"], online=False)
+        with pytest.raises(TaskError, match=r"node-b \(offline, running\)"):
+            client.wait(task_id, timeout_s=0.5)
+        state = client.status(task_id)
+        assert state.runs == {"node-a": "completed", "node-b": "running", "node-c": "completed"}
+
+        consortium.start_node("node-b")  # back, with ordinary workers: the run is redelivered
+        client.wait(task_id, timeout_s=30)
+        results = client.results(task_id)
+
+    assert [r.ok for r in results] == [True, True, True]
+
+
+async def _make_event() -> asyncio.Event:
+    return asyncio.Event()
+
+
+async def test_replayed_input_is_refused_by_the_node(consortium: InProcessConsortium) -> None:
+    """A hub that re-sends a sealed input as a new run gets a refusal, not a second run."""
+    alice = Kit.load(consortium.researcher_kit)
+    config = load_node_config(consortium.local.node_config_path("node-a"))
+    node_kit = Kit.load(config.kit)
+    cert = (consortium.researcher_kit / "cert.pem").read_text()
+    request = TaskRequest(collaboration=COLLABORATION, algorithm="stats.summary", params=SUMMARY_PARAMS)
+    sealed = seal_envelope(Envelope.new(MessageKind.TASK_INPUT, "alice", "node-a", task_id="t-replay"), request.model_dump_json().encode(), alice.identity, node_kit.public).encode()
+    finals: list[TaskOutcome] = []
+    done = asyncio.Event()
+
+    async def fake_hub(conn: MemoryConnection) -> None:
+        await conn.recv()  # HELLO
+        await conn.send(encode_control(Welcome(node_id="node-a", collaborations=[COLLABORATION], heartbeat_s=20), HUB, "node-a").encode())
+        for run_id in ("t-replay-1", "t-replay-2"):
+            assignment = RunAssignment(run_id=run_id, task_id="t-replay", collaboration_id=COLLABORATION, researcher_id="alice", algorithm="stats.summary", researcher_certificate=cert)
+            await conn.send(encode_control(assignment, HUB, "node-a", sealed, "t-replay").encode())
+        guard = MemoryReplayGuard()
+        while len(finals) < 2:
+            envelope = Envelope.decode(await conn.recv())
+            if envelope.kind is not MessageKind.RUN_STATUS:
+                continue
+            update, attachment = decode_control(envelope, RunStatusUpdate)
+            if update.status in ("completed", "failed"):
+                result = Envelope.decode(attachment)
+                plaintext = open_envelope(result, me=alice.identity, sender=node_kit.public, guard=guard)
+                finals.append(TaskOutcome.model_validate(json.loads(plaintext)))
+        done.set()
+
+    agent = Agent(config, node_kit, MemoryConnector(fake_hub), consortium.pools["node-a"])
+    runner = asyncio.create_task(agent.run())
+    await asyncio.wait_for(done.wait(), 30)
+    runner.cancel()
+
+    ran, refused = sorted(finals, key=lambda o: not o.ok)
+    assert ran.ok and ran.output is not None
+    assert not refused.ok and "received before" in (refused.error or "")
