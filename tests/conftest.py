@@ -77,7 +77,14 @@ class InProcessConsortium:
 
     def start_hub(self) -> None:
         self.app = app = create_app(self.hub_settings)
-        config = uvicorn.Config(app, host="127.0.0.1", port=self.hub_port, log_level="warning", ws="websockets-sansio", lifespan="on")
+        config = uvicorn.Config(
+            app,
+            host="127.0.0.1",
+            port=self.hub_port,
+            log_level="warning",
+            ws="websockets-sansio",
+            lifespan="on",
+        )
         self.server = uvicorn.Server(config)
         self.serving = self.bg.submit(self.server.serve())
         for _ in range(1000):
@@ -94,7 +101,9 @@ class InProcessConsortium:
             self.serving.result(15)
             self.server = None
 
-    def start_node(self, node_id: str, workers: WorkerPool | None = None, hub_url: str | None = None) -> Agent:
+    def start_node(
+        self, node_id: str, workers: WorkerPool | None = None, hub_url: str | None = None
+    ) -> Agent:
         config = load_node_config(self.local.node_config_path(node_id))
         kit = Kit.load(config.kit)
         pool = workers or self.pools.get(node_id) or WorkerPool(config.data, 1)
@@ -113,7 +122,9 @@ class InProcessConsortium:
                 future.result(5)
         self.agents.pop(node_id, None)
 
-    def wait_online(self, node_ids: list[str] | None = None, online: bool = True, timeout_s: float = 30) -> None:
+    def wait_online(
+        self, node_ids: list[str] | None = None, online: bool = True, timeout_s: float = 30
+    ) -> None:
         wanted = set(node_ids or self.node_ids)
         with self.client() as client:
             for _ in range(int(timeout_s / 0.02)):

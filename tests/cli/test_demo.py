@@ -12,7 +12,10 @@ def test_demo_runs_end_to_end_and_exits_cleanly(tmp_path: Path) -> None:
 
     proc = subprocess.run(
         [sys.executable, "-m", "confide", "demo", "--keep", str(keep)],
-        capture_output=True, text=True, timeout=120, check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
 
     assert proc.returncode == 0, proc.stdout + proc.stderr

@@ -40,7 +40,12 @@ def test_unknown_algorithm_is_reported_by_every_node(consortium: InProcessConsor
 
 def test_bad_parameters_name_the_field_and_the_node(consortium: InProcessConsortium) -> None:
     with consortium.client() as client:
-        results = client.run(COLLABORATION, "stats.summary", {"table": "patients", "columns": ["no_such_column"]}, timeout_s=30)
+        results = client.run(
+            COLLABORATION,
+            "stats.summary",
+            {"table": "patients", "columns": ["no_such_column"]},
+            timeout_s=30,
+        )
 
     assert {r.node for r in results.failed} == set(consortium.node_ids)
     assert "no_such_column" in (results.failed[0].error or "")
@@ -53,7 +58,9 @@ def test_only_selected_nodes_run(consortium: InProcessConsortium) -> None:
     assert [r.node for r in results] == ["node-b"]
 
 
-def test_node_outside_the_collaboration_is_refused_before_submitting(consortium: InProcessConsortium) -> None:
+def test_node_outside_the_collaboration_is_refused_before_submitting(
+    consortium: InProcessConsortium,
+) -> None:
     with consortium.client() as client, pytest.raises(AuthError, match="node-z"):
         client.submit(COLLABORATION, "stats.summary", SUMMARY_PARAMS, nodes=["node-z"])
 

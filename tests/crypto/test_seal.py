@@ -215,14 +215,12 @@ def test_any_flipped_bit_is_refused(data: st.DataObject) -> None:
     bit = data.draw(st.integers(0, 7))
     flipped = blob[:index] + bytes([blob[index] ^ (1 << bit)]) + blob[index + 1 :]
 
-    if part == "header":
-        call = lambda: _open(body, header=flipped)  # noqa: E731
-    else:
-        call = lambda: _open(dataclasses.replace(body, **{part: flipped}))  # noqa: E731
+    header = flipped if part == "header" else HEADER
+    forged = body if part == "header" else dataclasses.replace(body, **{part: flipped})
 
     expected = BadSignatureError if part == "signature" else TamperedError
     with pytest.raises(expected):
-        call()
+        _open(forged, header=header)
 
 
 # -- 4. signature -----------------------------------------------------------------------------
@@ -315,8 +313,13 @@ def test_refused_forgery_does_not_burn_the_genuine_message_id(forgery: str) -> N
         timestamp = now - 2 * DEFAULT_MAX_AGE_MS
     with pytest.raises(OpenError):
         _open(
-            forged_body, header=header, recipient_id=recipient, message_id=message_id,
-            timestamp_ms=timestamp, guard=guard, now_ms=now,
+            forged_body,
+            header=header,
+            recipient_id=recipient,
+            message_id=message_id,
+            timestamp_ms=timestamp,
+            guard=guard,
+            now_ms=now,
         )
 
     genuine = _open(body, message_id=message_id, timestamp_ms=now, guard=guard, now_ms=now)
@@ -338,41 +341,58 @@ def test_guard_reports_an_id_only_the_second_time() -> None:
     assert (first, second) == (False, True)
 
 
-def test_guard_is_bounded_and_forgets_the_oldest_ids_first() -> None:
+def test_guard_is_bounded_and_drops_the_ids_closest_to_expiry_first() -> None:
     guard = MemoryReplayGuard(max_ids=3)
     now = _now_ms()
-    for i in range(4):
-        guard.seen(bytes([i]) * 16, now)
+    for i in (2, 0, 3, 1):  # id 0 expires first, id 3 last
+        guard.seen(bytes([i]) * 16, now + 60_000 * (i + 1))
 
-    oldest_again = guard.seen(bytes([0]) * 16, now)
-    newest_again = guard.seen(bytes([3]) * 16, now)
+    first_to_expire_again = guard.seen(bytes([0]) * 16, now + 60_000)
+    last_to_expire_again = guard.seen(bytes([3]) * 16, now + 240_000)
 
-    assert oldest_again is False
-    assert newest_again is True
+    assert first_to_expire_again is False
+    assert last_to_expire_again is True
 
 
-def test_guard_forgets_ids_older_than_twice_the_window() -> None:
-    guard = MemoryReplayGuard(window_ms=1_000)
+def test_guard_forgets_ids_once_their_messages_would_be_stale() -> None:
+    guard = MemoryReplayGuard()
     now = _now_ms()
-    guard.seen(b"old" * 5 + b"!", now - 10_000)
-    guard.seen(b"new" * 5 + b"!", now)
+    guard.seen(b"expired-id-00000", now - 1)
+    guard.seen(b"current-id-00000", now + 60_000)
 
-    old_again = guard.seen(b"old" * 5 + b"!", now - 10_000)
-    new_again = guard.seen(b"new" * 5 + b"!", now)
+    expired_again = guard.seen(b"expired-id-00000", now - 1)
+    current_again = guard.seen(b"current-id-00000", now + 60_000)
 
-    assert old_again is False
-    assert new_again is True
+    assert expired_again is False
+    assert current_again is True
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason=(
-        "src bug: MemoryReplayGuard evicts by the real clock and its own window, not by the "
-        "now_ms/max_age_ms open_sealed checked freshness with, so an id whose (accepted) "
-        "timestamp is older than 2 x guard window is forgotten as soon as it is recorded"
-    ),
-)
+def test_open_keeps_the_id_for_the_freshness_limit_it_checked_with() -> None:
+    recorded: list[tuple[bytes, int]] = []
+
+    class RecordingGuard:
+        def seen(self, message_id: bytes, keep_until_ms: int) -> bool:
+            recorded.append((message_id, keep_until_ms))
+            return False
+
+    now = _now_ms()
+    body = seal(b"x", header=HEADER, sender=ALICE, recipient=NODE_A.public)
+
+    open_sealed(
+        body,
+        header=HEADER,
+        recipient_id="node-a",
+        message_id=b"i" * 16,
+        timestamp_ms=now,
+        me=NODE_A,
+        sender=ALICE.public,
+        guard=RecordingGuard(),
+        max_age_ms=5_000,
+    )
+
+    assert recorded == [(b"i" * 16, now + 5_000)]
+
+
 def test_replay_is_caught_whenever_the_message_passed_the_freshness_check() -> None:
     guard = MemoryReplayGuard()
     message_id = secrets.token_bytes(16)
@@ -389,9 +409,19 @@ def test_replay_is_caught_whenever_the_message_passed_the_freshness_check() -> N
 
 
 def _try_open(
-    body: SealedBody, message_id: bytes, timestamp_ms: int, guard: MemoryReplayGuard, max_age_ms: int
+    body: SealedBody,
+    message_id: bytes,
+    timestamp_ms: int,
+    guard: MemoryReplayGuard,
+    max_age_ms: int,
 ) -> Exception | bytes:
     try:
-        return _open(body, message_id=message_id, timestamp_ms=timestamp_ms, guard=guard, max_age_ms=max_age_ms)
+        return _open(
+            body,
+            message_id=message_id,
+            timestamp_ms=timestamp_ms,
+            guard=guard,
+            max_age_ms=max_age_ms,
+        )
     except OpenError as exc:
         return exc

@@ -29,10 +29,21 @@ def test_researcher_outside_the_collaboration_sees_nothing(consortium: InProcess
         task_id = alice.submit(COLLABORATION, "stats.summary", SUMMARY_PARAMS)
     with consortium.client("bob") as bob:
         bob_kit = bob.kit
-        collab = httpx.get(_url(consortium, f"/api/collaborations/{COLLABORATION}"), headers={"Authorization": f"Bearer {bob_kit.token}"})
-        task = httpx.get(_url(consortium, f"/api/tasks/{task_id}"), headers={"Authorization": f"Bearer {bob_kit.token}"})
-        results = httpx.get(_url(consortium, f"/api/tasks/{task_id}/results"), headers={"Authorization": f"Bearer {bob_kit.token}"})
-        listed = httpx.get(_url(consortium, "/api/tasks"), headers={"Authorization": f"Bearer {bob_kit.token}"})
+        collab = httpx.get(
+            _url(consortium, f"/api/collaborations/{COLLABORATION}"),
+            headers={"Authorization": f"Bearer {bob_kit.token}"},
+        )
+        task = httpx.get(
+            _url(consortium, f"/api/tasks/{task_id}"),
+            headers={"Authorization": f"Bearer {bob_kit.token}"},
+        )
+        results = httpx.get(
+            _url(consortium, f"/api/tasks/{task_id}/results"),
+            headers={"Authorization": f"Bearer {bob_kit.token}"},
+        )
+        listed = httpx.get(
+            _url(consortium, "/api/tasks"), headers={"Authorization": f"Bearer {bob_kit.token}"}
+        )
 
     assert collab.status_code == 403 and "not a member" in collab.json()["message"]
     assert task.status_code == 404 and results.status_code == 404
@@ -40,7 +51,9 @@ def test_researcher_outside_the_collaboration_sees_nothing(consortium: InProcess
 
 
 def _sealed_input(kit: Kit, node_kit: Kit, task_id: str, recipient: str | None = None) -> str:
-    envelope = Envelope.new(MessageKind.TASK_INPUT, kit.party_id, recipient or node_kit.party_id, task_id=task_id)
+    envelope = Envelope.new(
+        MessageKind.TASK_INPUT, kit.party_id, recipient or node_kit.party_id, task_id=task_id
+    )
     return base64.b64encode(seal_envelope(envelope, b"{}", kit.identity, node_kit.public).encode()).decode()
 
 
@@ -49,12 +62,27 @@ def test_hub_refuses_inputs_not_sealed_for_their_node(consortium: InProcessConso
     node_a = Kit.load(consortium.local.kits / "nodes" / "node-a")
     headers = {"Authorization": f"Bearer {alice.token}"}
     # the envelope for node-a is filed under node-b
-    body = {"id": "t1", "collaboration": COLLABORATION, "algorithm": "stats.summary", "inputs": {"node-b": _sealed_input(alice, node_a, "t1")}}
+    body = {
+        "id": "t1",
+        "collaboration": COLLABORATION,
+        "algorithm": "stats.summary",
+        "inputs": {"node-b": _sealed_input(alice, node_a, "t1")},
+    }
 
     crossed = httpx.post(_url(consortium, "/api/tasks"), json=body, headers=headers)
-    bad_b64 = httpx.post(_url(consortium, "/api/tasks"), json={**body, "inputs": {"node-a": "%%%"}}, headers=headers)
-    wrong_task = httpx.post(_url(consortium, "/api/tasks"), json={**body, "id": "t2", "inputs": {"node-a": _sealed_input(alice, node_a, "t1")}}, headers=headers)
-    outsider = httpx.post(_url(consortium, "/api/tasks"), json={**body, "inputs": {"node-x": _sealed_input(alice, node_a, "t1")}}, headers=headers)
+    bad_b64 = httpx.post(
+        _url(consortium, "/api/tasks"), json={**body, "inputs": {"node-a": "%%%"}}, headers=headers
+    )
+    wrong_task = httpx.post(
+        _url(consortium, "/api/tasks"),
+        json={**body, "id": "t2", "inputs": {"node-a": _sealed_input(alice, node_a, "t1")}},
+        headers=headers,
+    )
+    outsider = httpx.post(
+        _url(consortium, "/api/tasks"),
+        json={**body, "inputs": {"node-x": _sealed_input(alice, node_a, "t1")}},
+        headers=headers,
+    )
     extra = httpx.post(_url(consortium, "/api/tasks"), json={**body, "surprise": 1}, headers=headers)
 
     assert crossed.status_code == 400 and "node-b" in crossed.json()["message"]
@@ -66,11 +94,18 @@ def test_hub_refuses_inputs_not_sealed_for_their_node(consortium: InProcessConso
     assert httpx.get(_url(consortium, "/api/tasks"), headers=headers).json() == []
 
 
-def test_duplicate_task_id_is_a_conflict_and_keeps_the_first(consortium: InProcessConsortium) -> None:
+def test_duplicate_task_id_is_a_conflict_and_keeps_the_first(
+    consortium: InProcessConsortium,
+) -> None:
     alice = Kit.load(consortium.researcher_kit)
     node_a = Kit.load(consortium.local.kits / "nodes" / "node-a")
     headers = {"Authorization": f"Bearer {alice.token}"}
-    body = {"id": "dup", "collaboration": COLLABORATION, "algorithm": "stats.summary", "inputs": {"node-a": _sealed_input(alice, node_a, "dup")}}
+    body = {
+        "id": "dup",
+        "collaboration": COLLABORATION,
+        "algorithm": "stats.summary",
+        "inputs": {"node-a": _sealed_input(alice, node_a, "dup")},
+    }
 
     first = httpx.post(_url(consortium, "/api/tasks"), json=body, headers=headers)
     second = httpx.post(_url(consortium, "/api/tasks"), json=body, headers=headers)

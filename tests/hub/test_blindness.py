@@ -12,8 +12,8 @@ import logging
 import struct
 from pathlib import Path
 
-import pyarrow.csv as pacsv
 import pyarrow as pa
+import pyarrow.csv as pacsv
 import yaml
 
 from confide.cli._consortium import COLLABORATION, free_port
@@ -60,7 +60,10 @@ def _plant(c: InProcessConsortium) -> None:
     table = pacsv.read_csv(data)
     values = table.column("hippocampus_ml").to_pylist()
     values[7] = VALUE_CANARY
-    pacsv.write_csv(table.set_column(table.column_names.index("hippocampus_ml"), "hippocampus_ml", pa.array(values)), data)
+    pacsv.write_csv(
+        table.set_column(table.column_names.index("hippocampus_ml"), "hippocampus_ml", pa.array(values)),
+        data,
+    )
 
 
 def _needles() -> list[bytes]:
@@ -96,7 +99,12 @@ def test_canaries_never_reach_the_hub(tmp_path: Path, caplog: object) -> None:
         c.start()
         with c.client() as client:
             results = [
-                client.run(COLLABORATION, "stats.summary", {"table": TABLE_CANARY, "columns": ["hippocampus_ml", "age"]}, timeout_s=30)
+                client.run(
+                    COLLABORATION,
+                    "stats.summary",
+                    {"table": TABLE_CANARY, "columns": ["hippocampus_ml", "age"]},
+                    timeout_s=30,
+                )
                 for _ in range(3)
             ]
     finally:
@@ -120,5 +128,7 @@ def test_canaries_never_reach_the_hub(tmp_path: Path, caplog: object) -> None:
     for needle in _needles()[:1]:
         # node agents run in this process too and may log the table name locally; the hub's
         # own loggers ('confide.hub', 'uvicorn') must not
-        assert needle not in b"\n".join(line for line in hub_side.split(b"\n") if b"hub" in line or b"uvicorn" in line)
+        assert needle not in b"\n".join(
+            line for line in hub_side.split(b"\n") if b"hub" in line or b"uvicorn" in line
+        )
     assert logged  # something was logged, so the search above was not vacuous

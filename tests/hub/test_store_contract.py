@@ -63,15 +63,12 @@ def postgres_schema() -> Iterator[str]:
     if problem is not None:
         where = make_url(POSTGRES_URL).render_as_string(hide_password=True)
         pytest.skip(
-            f"PostgreSQL not reachable at {where}: start it or set CONFIDE_TEST_POSTGRES_URL "
-            f"({problem})"
+            f"PostgreSQL not reachable at {where}: start it or set CONFIDE_TEST_POSTGRES_URL ({problem})"
         )
     schema = sql.Identifier(f"confide_test_{uuid.uuid4().hex[:16]}")
     with psycopg.connect(_libpq_url(POSTGRES_URL), autocommit=True) as conn:
         conn.execute(sql.SQL("CREATE SCHEMA {}").format(schema))
-    url = make_url(POSTGRES_URL).update_query_dict(
-        {"options": f"-csearch_path={schema.as_string(None)}"}
-    )
+    url = make_url(POSTGRES_URL).update_query_dict({"options": f"-csearch_path={schema.as_string(None)}"})
     try:
         yield url.render_as_string(hide_password=False)
     finally:
@@ -104,9 +101,7 @@ def _node(node_id: str, org: str) -> NodeRecord:
 
 
 def _researcher(researcher_id: str, org: str) -> ResearcherRecord:
-    return ResearcherRecord(
-        researcher_id, org, f"hash-{researcher_id}", f"PEM {researcher_id}".encode()
-    )
+    return ResearcherRecord(researcher_id, org, f"hash-{researcher_id}", f"PEM {researcher_id}".encode())
 
 
 DIRECTORY = SeedData(
@@ -186,9 +181,7 @@ async def test_seeding_twice_changes_nothing(seeded: Store) -> None:
 
 
 async def test_seed_updates_changed_entities_and_replaces_membership(seeded: Store) -> None:
-    rotated = dataclasses.replace(
-        _node("n1", "o1"), token_hash="hash-n1-new", certificate_pem=b"PEM 2"
-    )
+    rotated = dataclasses.replace(_node("n1", "o1"), token_hash="hash-n1-new", certificate_pem=b"PEM 2")
     moved = Collaboration("c1", "First study, renamed", ("n3", "n1"), ("r2",))
 
     await seeded.seed(SeedData(nodes=(rotated,), collaborations=(moved,)))
@@ -210,17 +203,13 @@ async def test_seed_with_unknown_organisation_writes_nothing(store: Store) -> No
         await store.seed(bad)
 
     assert await store.node_by_token_hash("hash-n9") is None
-    await store.seed(
-        SeedData(nodes=(_node("n9", "o1"),), organisations=(Organisation("o1", "One"),))
-    )
+    await store.seed(SeedData(nodes=(_node("n9", "o1"),), organisations=(Organisation("o1", "One"),)))
 
 
 async def test_seed_with_unknown_member_writes_nothing(seeded: Store) -> None:
     bad = SeedData(collaborations=(Collaboration("c1", "Renamed", ("n1", "ghost"), ("r1",)),))
 
-    with pytest.raises(
-        NotFoundError, match=r"node ghost does not exist \(named by collaboration c1\)"
-    ):
+    with pytest.raises(NotFoundError, match=r"node ghost does not exist \(named by collaboration c1\)"):
         await seeded.seed(bad)
 
     assert await seeded.collaboration("c1") == C1
@@ -269,9 +258,7 @@ async def test_create_task_with_existing_id_conflicts_and_changes_nothing(seeded
     again = _task("t1", 2_000)
 
     with pytest.raises(ConflictError, match="t1"):
-        await seeded.create_task(
-            again, [Run("other", "t1", "n3", RunStatus.PENDING, b"", 2_000, 2_000)]
-        )
+        await seeded.create_task(again, [Run("other", "t1", "n3", RunStatus.PENDING, b"", 2_000, 2_000)])
 
     assert await seeded.task("t1") == _task("t1", 1_000)
     assert await seeded.runs("t1") == runs
@@ -401,9 +388,7 @@ async def test_racing_results_for_one_run_store_exactly_one(seeded: Store) -> No
     run = (await _add_task(seeded, "t1", 1_000, "n1"))[0]
     attempts = [dataclasses.replace(_result(run), envelope=bytes([i])) for i in range(4)]
 
-    outcomes = await asyncio.gather(
-        *(seeded.save_result(a) for a in attempts), return_exceptions=True
-    )
+    outcomes = await asyncio.gather(*(seeded.save_result(a) for a in attempts), return_exceptions=True)
 
     assert sum(o is None for o in outcomes) == 1
     assert all(isinstance(o, ConflictError) for o in outcomes if o is not None)
@@ -413,9 +398,7 @@ async def test_racing_results_for_one_run_store_exactly_one(seeded: Store) -> No
 # -- mailbox -------------------------------------------------------------------------------
 
 
-def _message(
-    message_id: str, created_ms: int, expires_ms: int, recipient: str = "n1"
-) -> MailboxMessage:
+def _message(message_id: str, created_ms: int, expires_ms: int, recipient: str = "n1") -> MailboxMessage:
     return MailboxMessage(
         message_id,
         recipient,
@@ -519,9 +502,7 @@ async def test_limits_must_be_positive(store: Store) -> None:
         ),
     ],
 )
-def test_driver_urls_map_plain_urls_to_the_drivers(
-    given: str, async_url: str, sync_url: str
-) -> None:
+def test_driver_urls_map_plain_urls_to_the_drivers(given: str, async_url: str, sync_url: str) -> None:
     assert tuple(u.render_as_string(hide_password=False) for u in driver_urls(given)) == (
         async_url,
         sync_url,

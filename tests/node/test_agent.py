@@ -10,6 +10,7 @@ import pytest
 import yaml
 
 from confide._errors import AuthError, TaskError
+from confide.crypto import MemoryReplayGuard
 from confide.kit import Kit
 from confide.node import Agent, WorkerPool, load_node_config
 from confide.node._worker import StepOutcome
@@ -28,7 +29,6 @@ from confide.wire import (
     open_envelope,
     seal_envelope,
 )
-from confide.crypto import MemoryReplayGuard
 from tests.conftest import COLLABORATION, SUMMARY_PARAMS, InProcessConsortium
 
 
@@ -37,7 +37,7 @@ def test_wrong_token_stops_the_agent_with_a_clear_error(consortium: InProcessCon
     kit = dataclasses.replace(Kit.load(config.kit), token="x" * 43)
     agent = Agent(config, kit, WebSocketConnector(kit.hub_url), consortium.pools["node-a"])
 
-    with pytest.raises(AuthError, match="refused node 'node-a'.*token"):
+    with pytest.raises(AuthError, match=r"refused node 'node-a'.*token"):
         consortium.bg.call(agent.run())
 
 
@@ -73,14 +73,32 @@ def test_tampered_input_is_refused_and_the_researcher_told(consortium: InProcess
     alice = Kit.load(consortium.researcher_kit)
     with consortium.client() as client:
         nodes = client.nodes(COLLABORATION)
-        plaintext = TaskRequest(collaboration=COLLABORATION, algorithm="stats.summary", params=SUMMARY_PARAMS).model_dump_json().encode()
-        envelope = seal_envelope(Envelope.new(MessageKind.TASK_INPUT, "alice", "node-a", task_id="tampered1"), plaintext, alice.identity, nodes["node-a"])
+        plaintext = (
+            TaskRequest(collaboration=COLLABORATION, algorithm="stats.summary", params=SUMMARY_PARAMS)
+            .model_dump_json()
+            .encode()
+        )
+        envelope = seal_envelope(
+            Envelope.new(MessageKind.TASK_INPUT, "alice", "node-a", task_id="tampered1"),
+            plaintext,
+            alice.identity,
+            nodes["node-a"],
+        )
         body = bytearray(envelope.body)
         body[10] ^= 1  # one bit of ciphertext flipped in transit
         tampered = dataclasses.replace(envelope, body=bytes(body)).encode()
         import base64
 
-        client._request("POST", "/api/tasks", json={"id": "tampered1", "collaboration": COLLABORATION, "algorithm": "stats.summary", "inputs": {"node-a": base64.b64encode(tampered).decode()}})
+        client._request(
+            "POST",
+            "/api/tasks",
+            json={
+                "id": "tampered1",
+                "collaboration": COLLABORATION,
+                "algorithm": "stats.summary",
+                "inputs": {"node-a": base64.b64encode(tampered).decode()},
+            },
+        )
         client.wait("tampered1", 30)
         [result] = client.results("tampered1")
 
@@ -108,7 +126,9 @@ class GatedWorkers(WorkerPool):
         pass
 
 
-def test_node_that_disconnects_mid_run_completes_the_task_when_back(consortium: InProcessConsortium) -> None:
+def test_node_that_disconnects_mid_run_completes_the_task_when_back(
+    consortium: InProcessConsortium,
+) -> None:
     gate = consortium.bg.call(_make_event())
     started = consortium.bg.call(_make_event())
     consortium.stop_node("node-b")
@@ -143,15 +163,33 @@ async def test_replayed_input_is_refused_by_the_node(consortium: InProcessConsor
     node_kit = Kit.load(config.kit)
     cert = (consortium.researcher_kit / "cert.pem").read_text()
     request = TaskRequest(collaboration=COLLABORATION, algorithm="stats.summary", params=SUMMARY_PARAMS)
-    sealed = seal_envelope(Envelope.new(MessageKind.TASK_INPUT, "alice", "node-a", task_id="t-replay"), request.model_dump_json().encode(), alice.identity, node_kit.public).encode()
+    sealed = seal_envelope(
+        Envelope.new(MessageKind.TASK_INPUT, "alice", "node-a", task_id="t-replay"),
+        request.model_dump_json().encode(),
+        alice.identity,
+        node_kit.public,
+    ).encode()
     finals: list[TaskOutcome] = []
     done = asyncio.Event()
 
     async def fake_hub(conn: MemoryConnection) -> None:
         await conn.recv()  # HELLO
-        await conn.send(encode_control(Welcome(node_id="node-a", collaborations=[COLLABORATION], heartbeat_s=20), HUB, "node-a").encode())
+        await conn.send(
+            encode_control(
+                Welcome(node_id="node-a", collaborations=[COLLABORATION], heartbeat_s=20),
+                HUB,
+                "node-a",
+            ).encode()
+        )
         for run_id in ("t-replay-1", "t-replay-2"):
-            assignment = RunAssignment(run_id=run_id, task_id="t-replay", collaboration_id=COLLABORATION, researcher_id="alice", algorithm="stats.summary", researcher_certificate=cert)
+            assignment = RunAssignment(
+                run_id=run_id,
+                task_id="t-replay",
+                collaboration_id=COLLABORATION,
+                researcher_id="alice",
+                algorithm="stats.summary",
+                researcher_certificate=cert,
+            )
             await conn.send(encode_control(assignment, HUB, "node-a", sealed, "t-replay").encode())
         guard = MemoryReplayGuard()
         while len(finals) < 2:

@@ -4,6 +4,12 @@
 - ``stats``: ``stats.summary`` and, later, the secure-aggregation statistics
 """
 
-from confide.algorithms._registry import ENTRY_POINT_GROUP, Algorithm, DataContext, available, get_algorithm
+from confide.algorithms._registry import (
+    ENTRY_POINT_GROUP,
+    Algorithm,
+    DataContext,
+    available,
+    get_algorithm,
+)
 
 __all__ = ["ENTRY_POINT_GROUP", "Algorithm", "DataContext", "available", "get_algorithm"]

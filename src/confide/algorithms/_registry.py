@@ -88,7 +88,9 @@ def _registered() -> dict[str, Algorithm]:
     for ep in entry_points(group=ENTRY_POINT_GROUP):
         algorithm = ep.load()
         if not isinstance(algorithm, Algorithm) or algorithm.name != ep.name:
-            raise AlgorithmError(f"entry point {ep.name!r} ({ep.value}) is not an Algorithm named {ep.name!r}")
+            raise AlgorithmError(
+                f"entry point {ep.name!r} ({ep.value}) is not an Algorithm named {ep.name!r}"
+            )
         found[ep.name] = algorithm
     return found
 

@@ -24,7 +24,12 @@ from confide._version import __version__
 
 __all__ = ["app", "main"]
 
-app = typer.Typer(help="confide: federated statistics across hospitals with a blind hub.", no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
+app = typer.Typer(
+    help="confide: federated statistics across hospitals with a blind hub.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
 hub_app = typer.Typer(help="Run the hub.", no_args_is_help=True)
 node_app = typer.Typer(help="Run a hospital's node.", no_args_is_help=True)
 task_app = typer.Typer(help="Submit tasks and fetch results (researchers).", no_args_is_help=True)
@@ -35,7 +40,9 @@ app.add_typer(task_app, name="task")
 out = Console()
 err = Console(stderr=True)
 
-KitOption = Annotated[Path, typer.Option("--kit", "-k", help="Your researcher kit directory.", envvar="CONFIDE_KIT")]
+KitOption = Annotated[
+    Path, typer.Option("--kit", "-k", help="Your researcher kit directory.", envvar="CONFIDE_KIT")
+]
 JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable JSON on stdout.")]
 
 
@@ -47,10 +54,15 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _root(
-    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")] = False,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")
+    ] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log more.")] = False,
 ) -> None:
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     for noisy in ("httpx", "httpcore"):
         logging.getLogger(noisy).setLevel(logging.DEBUG if verbose else logging.WARNING)
 
@@ -58,7 +70,9 @@ def _root(
 @app.command()
 def provision(
     consortium: Annotated[Path, typer.Argument(help="The consortium description (YAML).")],
-    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Where to write the CA, kits and hub seed.")] = Path("kits"),
+    out_dir: Annotated[
+        Path, typer.Option("--out", "-o", help="Where to write the CA, kits and hub seed.")
+    ] = Path("kits"),
     force: Annotated[bool, typer.Option("--force", help="Replace a non-empty output directory.")] = False,
 ) -> None:
     """Create the consortium CA, one kit per node and researcher, and the hub's seed."""
@@ -84,12 +98,23 @@ def hub_start(
     from confide.hub import create_app, load_hub_settings
 
     settings = load_hub_settings(config)
-    settings = settings.model_copy(update={k: v for k, v in (("host", host), ("port", port)) if v is not None})
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=settings.log_level, ws="websockets-sansio", ws_max_size=64 * 1024 * 1024)
+    settings = settings.model_copy(
+        update={k: v for k, v in (("host", host), ("port", port)) if v is not None}
+    )
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level,
+        ws="websockets-sansio",
+        ws_max_size=64 * 1024 * 1024,
+    )
 
 
 @node_app.command("start")
-def node_start(config: Annotated[Path, typer.Option("--config", "-c", help="node.yaml of this hospital.")]) -> None:
+def node_start(
+    config: Annotated[Path, typer.Option("--config", "-c", help="node.yaml of this hospital.")],
+) -> None:
     """Connect this hospital's node to the hub and serve runs until stopped."""
     from confide.kit import Kit
     from confide.node import Agent, load_node_config
@@ -112,7 +137,9 @@ def node_start(config: Annotated[Path, typer.Option("--config", "-c", help="node
 @task_app.command("submit")
 def task_submit(
     collaboration: Annotated[str, typer.Option("--collaboration", "-C", help="Collaboration id.")],
-    algorithm: Annotated[str, typer.Option("--algorithm", "-a", help="Registered algorithm, e.g. stats.summary.")],
+    algorithm: Annotated[
+        str, typer.Option("--algorithm", "-a", help="Registered algorithm, e.g. stats.summary.")
+    ],
     kit: KitOption,
     params: Annotated[str, typer.Option("--params", "-p", help="JSON object, or @file.json.")] = "{}",
     node: Annotated[list[str] | None, typer.Option("--node", help="Only these nodes (repeatable).")] = None,
@@ -147,7 +174,9 @@ def task_status(task_id: str, kit: KitOption, as_json: JsonOption = False) -> No
     with Client(kit) as client:
         state = client.status(task_id)
     if as_json:
-        out.print_json(json.dumps({"id": state.id, "status": state.status, "runs": state.runs, "online": state.online}))
+        out.print_json(
+            json.dumps({"id": state.id, "status": state.status, "runs": state.runs, "online": state.online})
+        )
         return
     out.print(f"task {state.id}: [bold]{state.status}[/]")
     for node_id, status in state.runs.items():
@@ -156,7 +185,9 @@ def task_status(task_id: str, kit: KitOption, as_json: JsonOption = False) -> No
 
 @task_app.command("result")
 def task_result(
-    task_id: str, kit: KitOption, as_json: JsonOption = False,
+    task_id: str,
+    kit: KitOption,
+    as_json: JsonOption = False,
     wait: Annotated[bool, typer.Option("--wait/--no-wait", help="Wait for unfinished runs first.")] = True,
     timeout: Annotated[float, typer.Option(help="Seconds to wait.")] = 120.0,
 ) -> None:
@@ -189,7 +220,9 @@ def algorithms(as_json: JsonOption = False) -> None:
 
 @app.command()
 def demo(
-    keep: Annotated[Path | None, typer.Option(help="Keep the demo's kits, data and logs in this directory.")] = None,
+    keep: Annotated[
+        Path | None, typer.Option(help="Keep the demo's kits, data and logs in this directory.")
+    ] = None,
     port: Annotated[int, typer.Option(help="Hub port (0: pick a free one).")] = 0,
 ) -> None:
     """Provision 3 hospitals, start a hub and 3 nodes on loopback, run a task, shut down."""
@@ -216,7 +249,10 @@ def _parse_params(text: str) -> dict[str, Any]:
 
 
 def _results_json(results: Any) -> dict[str, Any]:
-    return {"task": results.task_id, "results": [{"node": r.node, "ok": r.ok, "output": r.output, "error": r.error} for r in results]}
+    return {
+        "task": results.task_id,
+        "results": [{"node": r.node, "ok": r.ok, "output": r.output, "error": r.error} for r in results],
+    }
 
 
 def main() -> None:

@@ -43,7 +43,15 @@ def free_port() -> int:
 class LocalConsortium:
     """Three (or ``hospitals``) hospitals, one researcher, one hub, all local processes."""
 
-    def __init__(self, root: Path, *, hospitals: int = 3, rows: int = 400, port: int = 0, extra_env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        root: Path,
+        *,
+        hospitals: int = 3,
+        rows: int = 400,
+        port: int = 0,
+        extra_env: dict[str, str] | None = None,
+    ) -> None:
         self.root = root
         self.hospitals = hospitals
         self.rows = rows
@@ -79,11 +87,23 @@ class LocalConsortium:
             {
                 "consortium": "demo",
                 "hub": {"url": self.hub_url},
-                "organisations": [{"id": f"hospital-{n[-1]}", "name": f"Hospital {n[-1].upper()}"} for n in self.node_ids],
+                "organisations": [
+                    {"id": f"hospital-{n[-1]}", "name": f"Hospital {n[-1].upper()}"} for n in self.node_ids
+                ],
                 "nodes": [{"id": n, "organisation": f"hospital-{n[-1]}"} for n in self.node_ids],
                 # bob exists but is not in the study: he shows that membership is enforced
-                "researchers": [{"id": RESEARCHER, "organisation": "hospital-a"}, {"id": OUTSIDER, "organisation": "hospital-b"}],
-                "collaborations": [{"id": COLLABORATION, "name": "Brain volumes", "nodes": self.node_ids, "researchers": [RESEARCHER]}],
+                "researchers": [
+                    {"id": RESEARCHER, "organisation": "hospital-a"},
+                    {"id": OUTSIDER, "organisation": "hospital-b"},
+                ],
+                "collaborations": [
+                    {
+                        "id": COLLABORATION,
+                        "name": "Brain volumes",
+                        "nodes": self.node_ids,
+                        "researchers": [RESEARCHER],
+                    }
+                ],
             }
         )
         provision_spec(spec, self.kits, force=True)
@@ -94,8 +114,19 @@ class LocalConsortium:
             write_patients(data_file, index, self.rows)
             config = {
                 "kit": str(self.kits / "nodes" / node_id),
-                "data": [{"name": "patients", "format": data_file.suffix[1:], "path": data_file.name, "columns": PATIENT_COLUMNS}],
-                "policy": {"collaborations": [COLLABORATION], "researchers": [RESEARCHER], "algorithms": ["stats.summary"]},
+                "data": [
+                    {
+                        "name": "patients",
+                        "format": data_file.suffix[1:],
+                        "path": data_file.name,
+                        "columns": PATIENT_COLUMNS,
+                    }
+                ],
+                "policy": {
+                    "collaborations": [COLLABORATION],
+                    "researchers": [RESEARCHER],
+                    "algorithms": ["stats.summary"],
+                },
             }
             self.node_config_path(node_id).write_text(yaml.safe_dump(config, sort_keys=False))
         hub_yaml = self.kits / "hub" / "hub.yaml"
@@ -135,7 +166,10 @@ class LocalConsortium:
                 if wanted <= {n["id"] for n in info["nodes"] if n["online"]}:
                     return
                 time.sleep(0.05)
-        raise ConfideError(f"nodes {', '.join(sorted(wanted))} did not connect within {timeout_s:.0f} s; see {self.root / 'logs'}")
+        raise ConfideError(
+            f"nodes {', '.join(sorted(wanted))} did not connect within {timeout_s:.0f} s; "
+            f"see {self.root / 'logs'}"
+        )
 
     def start(self) -> LocalConsortium:
         """Prepare, start the hub and every node, and wait until all are online."""
@@ -174,7 +208,11 @@ class LocalConsortium:
     def _spawn(self, name: str, args: list[str]) -> None:
         log = self.log_path(name).open("ab")
         self.processes[name] = subprocess.Popen(  # noqa: S603 - our own interpreter and module
-            [sys.executable, "-m", "confide", *args], stdout=log, stderr=subprocess.STDOUT, env=self._env, cwd=self.root
+            [sys.executable, "-m", "confide", *args],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=self._env,
+            cwd=self.root,
         )
         log.close()
 

@@ -34,18 +34,33 @@ def run_demo(console: Console, *, keep: Path | None = None, port: int = 0) -> No
         try:
             with console.status("provisioning kits and starting the hub and 3 nodes"):
                 consortium.start()
-            console.print(f"  hub and nodes {', '.join(consortium.node_ids)} online ({time.monotonic() - started:.1f} s)")
+            console.print(
+                f"  hub and nodes {', '.join(consortium.node_ids)} online "
+                f"({time.monotonic() - started:.1f} s)"
+            )
             with Client(consortium.researcher_kit) as client:
-                results = client.run(COLLABORATION, "stats.summary", {"table": "patients", "columns": COLUMNS}, progress=True, timeout_s=60)
+                results = client.run(
+                    COLLABORATION,
+                    "stats.summary",
+                    {"table": "patients", "columns": COLUMNS},
+                    progress=True,
+                    timeout_s=60,
+                )
             print_results(console, results)
             results.raise_for_errors()
             _check(results, consortium.rows)
         except ConfideError:
-            console.print(f"[red]demo failed[/]; logs are in {root / 'logs'}" + ("" if keep else " (removed on exit: use --keep DIR)"))
+            console.print(
+                f"[red]demo failed[/]; logs are in {root / 'logs'}"
+                + ("" if keep else " (removed on exit: use --keep DIR)")
+            )
             raise
         finally:
             consortium.close()
-    console.print(f"[green]demo finished[/] in {time.monotonic() - started:.1f} s: results opened by the researcher only; the hub relayed sealed bytes.")
+    console.print(
+        f"[green]demo finished[/] in {time.monotonic() - started:.1f} s: results opened by the "
+        "researcher only; the hub relayed sealed bytes."
+    )
 
 
 def _check(results: TaskResults, rows: int) -> None:
@@ -56,5 +71,7 @@ def _check(results: TaskResults, rows: int) -> None:
             got = (result.output or {})["columns"][column]
             expected = (values.size, values.mean(), values.std(ddof=1), values.min(), values.max())
             actual = (got["count"], got["mean"], got["std"], got["min"], got["max"])
-            if got["count"] != values.size or not all(math.isclose(a, b, rel_tol=1e-9) for a, b in zip(actual[1:], expected[1:], strict=True)):
+            if got["count"] != values.size or not all(
+                math.isclose(a, b, rel_tol=1e-9) for a, b in zip(actual[1:], expected[1:], strict=True)
+            ):
                 raise TaskError(f"{result.node} {column}: got {actual}, expected {expected}")

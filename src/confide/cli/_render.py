@@ -27,7 +27,15 @@ def print_results(console: Console, results: TaskResults) -> None:
             table.add_column(header, justify="left" if header in ("node", "column") else "right")
         for r in summaries:
             for column, s in (r.output or {})["columns"].items():
-                table.add_row(r.node, column, str(s["count"]), _num(s["mean"]), _num(s["std"]), _num(s["min"]), _num(s["max"]))
+                table.add_row(
+                    r.node,
+                    column,
+                    str(s["count"]),
+                    _num(s["mean"]),
+                    _num(s["std"]),
+                    _num(s["min"]),
+                    _num(s["max"]),
+                )
         console.print(table)
     for r in results:
         if r.ok and r not in summaries:

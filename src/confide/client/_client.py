@@ -41,11 +41,20 @@ from confide._errors import (
 )
 from confide.crypto import MemoryReplayGuard, PublicParty, Role, verify_party_certificate
 from confide.kit import Kit
-from confide.wire import Envelope, MessageKind, TaskOutcome, TaskRequest, open_envelope, seal_envelope
+from confide.wire import (
+    Envelope,
+    MessageKind,
+    TaskOutcome,
+    TaskRequest,
+    open_envelope,
+    seal_envelope,
+)
 
 __all__ = ["Client", "NodeResult", "TaskResults", "TaskState"]
 
 _FINISHED = ("completed", "failed")
+NODES_TTL_S = 30.0
+LONG_POLL_S = 20.0
 
 
 @dataclass(frozen=True)
@@ -106,13 +115,17 @@ class Client:
     def __init__(self, kit: Kit | str | Path, *, timeout_s: float = 60.0) -> None:
         self.kit = kit if isinstance(kit, Kit) else Kit.load(kit)
         if self.kit.identity.role is not Role.RESEARCHER:
-            raise AuthError(f"kit {self.kit.directory} belongs to a {self.kit.identity.role.value}, not a researcher")
+            raise AuthError(
+                f"kit {self.kit.directory} belongs to a {self.kit.identity.role.value}, not a researcher"
+            )
         self._http = httpx.Client(
             base_url=self.kit.hub_url,
             headers={"Authorization": f"Bearer {self.kit.token}"},
             timeout=httpx.Timeout(timeout_s),
         )
         self._peers: dict[str, PublicParty] = {}
+        self._verified_pems: dict[bytes, PublicParty] = {}
+        self._nodes: dict[str, tuple[float, dict[str, PublicParty]]] = {}
         self._guard = MemoryReplayGuard()
 
     def __enter__(self) -> Client:
@@ -131,22 +144,41 @@ class Client:
         result: dict[str, Any] = self._request("GET", "/api/whoami")
         return result
 
-    def nodes(self, collaboration: str) -> dict[str, PublicParty]:
-        """The collaboration's nodes, each certificate checked against our CA."""
+    def nodes(self, collaboration: str, *, fresh: bool = False) -> dict[str, PublicParty]:
+        """The collaboration's nodes, each certificate checked against our CA.
+
+        The answer is kept for ``NODES_TTL_S`` seconds (``fresh=True`` asks the hub again).
+        """
+        cached = self._nodes.get(collaboration)
+        if cached is not None and not fresh and time.monotonic() < cached[0]:
+            return cached[1]
         info = self._request("GET", f"/api/collaborations/{collaboration}")
         nodes = {}
         for node in info["nodes"]:
             nodes[node["id"]] = self._verified(node["id"], node["certificate"].encode(), Role.NODE)
+        self._nodes[collaboration] = (time.monotonic() + NODES_TTL_S, nodes)
         return nodes
 
     # --- tasks --------------------------------------------------------------------
-    def submit(self, collaboration: str, algorithm: str, params: Mapping[str, Any], nodes: list[str] | None = None) -> str:
+    def submit(
+        self, collaboration: str, algorithm: str, params: Mapping[str, Any], nodes: list[str] | None = None
+    ) -> str:
         """Seal the request to each node and submit it; return the task id."""
+        return self._submit(collaboration, algorithm, params, nodes).id
+
+    def _submit(
+        self, collaboration: str, algorithm: str, params: Mapping[str, Any], nodes: list[str] | None
+    ) -> TaskState:
         members = self.nodes(collaboration)
         targets = nodes if nodes is not None else sorted(members)
+        if any(n not in members for n in targets):
+            members = self.nodes(collaboration, fresh=True)
         unknown = [n for n in targets if n not in members]
         if unknown:
-            raise AuthError(f"not nodes of collaboration {collaboration!r}: {', '.join(unknown)}; its nodes: {', '.join(sorted(members))}")
+            raise AuthError(
+                f"not nodes of collaboration {collaboration!r}: {', '.join(unknown)}; "
+                f"its nodes: {', '.join(sorted(members))}"
+            )
         task_id = secrets.token_hex(12)
         request = TaskRequest(collaboration=collaboration, algorithm=algorithm, params=dict(params))
         plaintext = request.model_dump_json().encode()
@@ -156,23 +188,19 @@ class Client:
             sealed = seal_envelope(envelope, plaintext, self.kit.identity, members[node_id])
             inputs[node_id] = base64.b64encode(sealed.encode()).decode()
         body = {"id": task_id, "collaboration": collaboration, "algorithm": algorithm, "inputs": inputs}
-        self._request("POST", "/api/tasks", json=body)
-        return task_id
+        return _state(self._request("POST", "/api/tasks", json=body))
 
     def status(self, task_id: str, wait_s: float = 0.0, known: str = "") -> TaskState:
         """The task's state; with ``wait_s``, held by the hub until it changes from ``known``."""
-        data = self._request("GET", f"/api/tasks/{task_id}", params={"wait": wait_s, "known": known})
-        return TaskState(
-            id=data["id"], status=data["status"], version=data["version"],
-            runs={r["node"]: r["status"] for r in data["runs"]},
-            online={r["node"]: r["online"] for r in data["runs"]},
-        )
+        return _state(self._request("GET", f"/api/tasks/{task_id}", params={"wait": wait_s, "known": known}))
 
-    def wait(self, task_id: str, timeout_s: float = 120.0, progress: bool = False) -> TaskState:
+    def wait(
+        self, task_id: str, timeout_s: float = 120.0, progress: bool = False, known: TaskState | None = None
+    ) -> TaskState:
         """Block until every run finished; :class:`TaskError` names the nodes still missing."""
         deadline = time.monotonic() + timeout_s
         display = _Progress(task_id) if progress else None
-        state = self.status(task_id)
+        state = known or self.status(task_id)
         try:
             while not state.finished:
                 if display is not None:
@@ -180,7 +208,7 @@ class Client:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     raise TaskError(_timeout_message(state, timeout_s))
-                state = self.status(task_id, wait_s=min(left, 20.0), known=state.version)
+                state = self.status(task_id, wait_s=min(left, LONG_POLL_S), known=state.version)
             if display is not None:
                 display.update(state)
         finally:
@@ -188,9 +216,12 @@ class Client:
                 display.close()
         return state
 
-    def results(self, task_id: str) -> TaskResults:
-        """Open every node's sealed result (signature, recipient, task binding checked)."""
-        rows = self._request("GET", f"/api/tasks/{task_id}/results")
+    def results(self, task_id: str, wait_s: float = 0.0) -> TaskResults:
+        """Open every node's sealed result (signature, recipient, task binding checked).
+
+        With ``wait_s`` the hub holds the call until every run finished (or the time is up).
+        """
+        rows = self._request("GET", f"/api/tasks/{task_id}/results", params={"wait": wait_s})
         opened = [self._open_result(task_id, row) for row in rows]
         return TaskResults(task_id, sorted(opened, key=lambda r: r.node))
 
@@ -205,13 +236,25 @@ class Client:
         progress: bool = False,
     ) -> TaskResults:
         """Submit, wait and open the results in one call."""
-        task_id = self.submit(collaboration, algorithm, params, nodes)
-        self.wait(task_id, timeout_s, progress)
-        return self.results(task_id)
+        state = self._submit(collaboration, algorithm, params, nodes)
+        if progress:
+            self.wait(state.id, timeout_s, progress=True, known=state)
+            return self.results(state.id)
+        deadline = time.monotonic() + timeout_s
+        while True:
+            left = deadline - time.monotonic()
+            results = self.results(state.id, wait_s=max(0.0, min(left, LONG_POLL_S)))
+            if len(results) == len(state.runs):
+                return results
+            if left <= 0:
+                raise TaskError(_timeout_message(self.status(state.id), timeout_s))
 
     # --- internals ----------------------------------------------------------------
     def _verified(self, party_id: str, pem: bytes, role: Role) -> PublicParty:
-        party = verify_party_certificate(pem, self.kit.ca, expected_id=party_id, expected_role=role)
+        party = self._verified_pems.get(pem)
+        if party is None or party.party_id != party_id or party.role is not role:
+            party = verify_party_certificate(pem, self.kit.ca, expected_id=party_id, expected_role=role)
+            self._verified_pems[pem] = party
         known = self._peers.get(party_id)
         if known is not None and known != party:
             raise AuthError(f"the hub now presents different keys for {party_id!r} than before; refusing")
@@ -221,15 +264,30 @@ class Client:
     def _open_result(self, task_id: str, row: Mapping[str, Any]) -> NodeResult:
         node_id = row["node"]
         if not row["envelope"]:
-            return NodeResult(node_id, False, None, f"node {node_id!r} refused the task before opening it (see the node's log)")
+            return NodeResult(
+                node_id,
+                False,
+                None,
+                f"node {node_id!r} refused the task before opening it (see the node's log)",
+            )
         envelope = Envelope.decode(base64.b64decode(row["envelope"]))
-        if envelope.sender != node_id or envelope.task_id != task_id or envelope.kind is not MessageKind.TASK_RESULT:
+        if (
+            envelope.sender != node_id
+            or envelope.task_id != task_id
+            or envelope.kind is not MessageKind.TASK_RESULT
+        ):
             raise WireError(f"result filed for {node_id!r} is not that node's result for task {task_id}")
         sender = self._peers.get(node_id)
         if sender is None:
             pem = self._request("GET", f"/api/parties/{node_id}/certificate", raw=True)
             sender = self._verified(node_id, pem.encode(), Role.NODE)
-        plaintext = open_envelope(envelope, me=self.kit.identity, sender=sender, guard=self._guard, max_age_ms=30 * 24 * 3600 * 1000)
+        plaintext = open_envelope(
+            envelope,
+            me=self.kit.identity,
+            sender=sender,
+            guard=self._guard,
+            max_age_ms=30 * 24 * 3600 * 1000,
+        )
         try:
             outcome = TaskOutcome.model_validate(json.loads(plaintext))
         except (ValidationError, ValueError):
@@ -242,10 +300,22 @@ class Client:
         try:
             response = self._http.request(method, path, **kwargs)
         except httpx.TransportError as exc:
-            raise TransportError(f"cannot reach the hub at {self.kit.hub_url}: {exc}; is it running?") from None
+            raise TransportError(
+                f"cannot reach the hub at {self.kit.hub_url}: {exc}; is it running?"
+            ) from None
         if response.status_code >= 400:
             raise _http_error(response)
         return response.text if raw else response.json()
+
+
+def _state(data: Mapping[str, Any]) -> TaskState:
+    return TaskState(
+        id=data["id"],
+        status=data["status"],
+        version=data["version"],
+        runs={r["node"]: r["status"] for r in data["runs"]},
+        online={r["node"]: r["online"] for r in data["runs"]},
+    )
 
 
 def _http_error(response: httpx.Response) -> ConfideError:
@@ -253,13 +323,22 @@ def _http_error(response: httpx.Response) -> ConfideError:
         message = str(response.json().get("message") or response.text)
     except ValueError:
         message = response.text or response.reason_phrase
-    kind: type[ConfideError] = {401: AuthError, 403: AuthError, 404: NotFoundError, 409: ConflictError, 400: WireError, 422: WireError}.get(response.status_code, ConfideError)
+    kind: type[ConfideError] = {
+        401: AuthError,
+        403: AuthError,
+        404: NotFoundError,
+        409: ConflictError,
+        400: WireError,
+        422: WireError,
+    }.get(response.status_code, ConfideError)
     return kind(f"hub: {message}")
 
 
 def _timeout_message(state: TaskState, timeout_s: float) -> str:
     missing = [n for n, s in state.runs.items() if s not in _FINISHED]
-    details = ", ".join(f"{n} ({'online' if state.online.get(n) else 'offline'}, {state.runs[n]})" for n in missing)
+    details = ", ".join(
+        f"{n} ({'online' if state.online.get(n) else 'offline'}, {state.runs[n]})" for n in missing
+    )
     return f"task {state.id} did not finish within {timeout_s:.0f} s; still waiting for: {details}"
 
 
@@ -268,11 +347,22 @@ class _Progress:
 
     def __init__(self, task_id: str) -> None:
         from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+        )
 
         self._progress = Progress(
-            TextColumn("[bold]task {task.fields[task_id]}"), BarColumn(), MofNCompleteColumn(),
-            TextColumn("{task.description}"), TimeElapsedColumn(), console=Console(stderr=True), transient=False,
+            TextColumn("[bold]task {task.fields[task_id]}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.description}"),
+            TimeElapsedColumn(),
+            console=Console(stderr=True),
+            transient=False,
         )
         self._bar = self._progress.add_task("", total=None, task_id=task_id[:8])
         self._progress.start()
@@ -285,5 +375,3 @@ class _Progress:
 
     def close(self) -> None:
         self._progress.stop()
-
-

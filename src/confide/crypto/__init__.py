@@ -5,7 +5,13 @@
 - ``_pki``: the consortium CA and party certificates binding both public keys
 """
 
-from confide.crypto._identity import PartyIdentity, PublicParty, Role, fingerprint, write_private_file
+from confide.crypto._identity import (
+    PartyIdentity,
+    PublicParty,
+    Role,
+    fingerprint,
+    write_private_file,
+)
 from confide.crypto._pki import (
     CertificateAuthority,
     TlsCredentials,

@@ -150,9 +150,7 @@ def _load_private(path: Path) -> object:
     try:
         data = path.read_bytes()
     except OSError as exc:
-        raise KeyFileError(
-            f"cannot read key file {path}: {exc.strerror}; is the kit complete?"
-        ) from None
+        raise KeyFileError(f"cannot read key file {path}: {exc.strerror}; is the kit complete?") from None
     try:
         return serialization.load_pem_private_key(data, password=None)
     except (ValueError, TypeError):

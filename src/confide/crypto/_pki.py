@@ -17,7 +17,7 @@ from pathlib import Path
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.x509.oid import NameOID
 
@@ -74,9 +74,15 @@ class CertificateAuthority:
             .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
             .add_extension(
                 x509.KeyUsage(
-                    digital_signature=False, content_commitment=False, key_encipherment=False,
-                    data_encipherment=False, key_agreement=False, key_cert_sign=True,
-                    crl_sign=True, encipher_only=False, decipher_only=False,
+                    digital_signature=False,
+                    content_commitment=False,
+                    key_encipherment=False,
+                    data_encipherment=False,
+                    key_agreement=False,
+                    key_cert_sign=True,
+                    crl_sign=True,
+                    encipher_only=False,
+                    decipher_only=False,
                 ),
                 critical=True,
             )
@@ -162,7 +168,13 @@ class CertificateAuthority:
             raise KeyFileError(f"cannot load the CA key from {directory / 'ca.key'}: {exc}") from None
         if not isinstance(key, ed25519.Ed25519PrivateKey):
             raise KeyFileError(f"{directory / 'ca.key'} is not an Ed25519 key")
-        return cls(key, load_certificate((directory / "ca.crt").read_bytes(), str(directory)))
+        try:
+            pem = (directory / "ca.crt").read_bytes()
+        except OSError as exc:
+            raise KeyFileError(
+                f"cannot read the CA certificate {directory / 'ca.crt'}: {exc.strerror}"
+            ) from None
+        return cls(key, load_certificate(pem, str(directory / "ca.crt")))
 
 
 def load_certificate(pem: bytes, where: str) -> x509.Certificate:

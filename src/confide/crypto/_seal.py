@@ -20,9 +20,10 @@ genuine message's id.
 
 from __future__ import annotations
 
+import heapq
 import threading
 import time
-from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -61,37 +62,42 @@ class SealedBody:
 
 
 class ReplayGuard(Protocol):
-    """Remembers message ids for the freshness window."""
+    """Remembers message ids while their messages could still pass the freshness check."""
 
-    def seen(self, message_id: bytes, timestamp_ms: int) -> bool:
-        """Record ``message_id``; return True if it had been recorded before."""
+    def seen(self, message_id: bytes, keep_until_ms: int) -> bool:
+        """Record ``message_id`` until ``keep_until_ms``; return True if it was recorded already."""
         ...
 
 
 class MemoryReplayGuard:
-    """Replay guard in memory, bounded by the freshness window and a maximum size.
+    """Replay guard in memory, bounded in size.
 
-    Ids older than the window can be forgotten safely: their messages are refused as
-    stale before the guard is asked.
+    An id is kept until its message's timestamp plus the freshness limit it was checked
+    with: after that a copy is refused as stale before the guard is asked, so forgetting
+    it is safe. Past ``max_ids`` the ids closest to expiry are dropped first.
     """
 
-    def __init__(self, window_ms: int = DEFAULT_MAX_AGE_MS, max_ids: int = 1_000_000) -> None:
-        self._window_ms = window_ms
+    def __init__(self, max_ids: int = 1_000_000) -> None:
         self._max_ids = max_ids
-        self._ids: OrderedDict[bytes, int] = OrderedDict()
+        self._ids: dict[bytes, int] = {}
+        self._expiry: list[tuple[int, bytes]] = []
         self._lock = threading.Lock()
 
-    def seen(self, message_id: bytes, timestamp_ms: int) -> bool:
+    def seen(self, message_id: bytes, keep_until_ms: int) -> bool:
         with self._lock:
+            self._drop(lambda until: until < _now_ms())
             if message_id in self._ids:
                 return True
-            self._ids[message_id] = timestamp_ms
-            horizon = _now_ms() - 2 * self._window_ms
-            while self._ids and (
-                len(self._ids) > self._max_ids or next(iter(self._ids.values())) < horizon
-            ):
-                self._ids.popitem(last=False)
+            self._drop(lambda _: len(self._ids) >= self._max_ids)
+            self._ids[message_id] = keep_until_ms
+            heapq.heappush(self._expiry, (keep_until_ms, message_id))
             return False
+
+    def _drop(self, condition: Callable[[int], bool]) -> None:
+        while self._expiry and condition(self._expiry[0][0]):
+            until, message_id = heapq.heappop(self._expiry)
+            if self._ids.get(message_id) == until:
+                del self._ids[message_id]
 
 
 def seal(plaintext: bytes, *, header: bytes, sender: PartyIdentity, recipient: PublicParty) -> SealedBody:
@@ -139,10 +145,9 @@ def open_sealed(
             f"message is not signed by {sender.party_id!r} "
             f"(key fingerprint {sender.fingerprint[:16]}); it was refused"
         ) from None
-    if guard.seen(message_id, timestamp_ms):
+    if guard.seen(message_id, timestamp_ms + max_age_ms):
         raise ReplayError(
-            f"message {message_id.hex()} from {sender.party_id!r} was received before; "
-            "the replay was refused"
+            f"message {message_id.hex()} from {sender.party_id!r} was received before; the replay was refused"
         )
     return plaintext
 

@@ -16,9 +16,9 @@ from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from confide._errors import AuthError, NotFoundError, WireError
+from confide.hub._directory import Directory
 from confide.hub._records import ResearcherRecord, Task
 from confide.hub._service import HubService, TaskView
-from confide.hub._store import Store
 from confide.kit import token_hash
 
 __all__ = ["router"]
@@ -93,13 +93,15 @@ def _service(request: Request) -> HubService:
     return service
 
 
-async def researcher(request: Request, authorization: Annotated[str | None, Header()] = None) -> ResearcherRecord:
+async def researcher(
+    request: Request, authorization: Annotated[str | None, Header()] = None
+) -> ResearcherRecord:
     """Authenticate the bearer token of a researcher."""
     match = re.fullmatch(r"Bearer (\S+)", authorization or "")
     if match is None:
         raise AuthError("missing credentials: send 'Authorization: Bearer <token from your kit>'")
-    store: Store = request.app.state.store
-    found = await store.researcher_by_token_hash(token_hash(match.group(1)))
+    directory: Directory = request.app.state.directory
+    found = await directory.researcher_by_token_hash(token_hash(match.group(1)))
     if found is None:
         raise AuthError("credentials refused: the token matches no researcher; check your kit")
     request.state.actor = found.id
@@ -114,28 +116,38 @@ TaskId = Annotated[str, Path(pattern=_ID)]
 @router.get("/whoami", response_model=WhoAmI)
 async def whoami(me: Researcher, request: Request) -> WhoAmI:
     """Who the credentials belong to and their collaborations."""
-    store: Store = request.app.state.store
-    collabs = await store.collaborations_of(me.id)
+    directory: Directory = request.app.state.directory
+    collabs = await directory.collaborations_of(me.id)
     return WhoAmI(id=me.id, organisation=me.organisation_id, collaborations=[c.id for c in collabs])
 
 
 @router.get("/collaborations/{collaboration_id}", response_model=CollaborationOut)
-async def collaboration(collaboration_id: TaskId, me: Researcher, service: Service, request: Request) -> CollaborationOut:
+async def collaboration(
+    collaboration_id: TaskId, me: Researcher, service: Service, request: Request
+) -> CollaborationOut:
     """A collaboration with its nodes' certificates (check them against your CA)."""
     collab = await service.collaboration(me, collaboration_id)
-    store: Store = request.app.state.store
+    directory: Directory = request.app.state.directory
     nodes = []
     for node_id in collab.node_ids:
-        cert = await store.party_certificate(node_id) or b""
-        nodes.append(NodeOut(id=node_id, online=request.app.state.sessions.online(node_id), certificate=cert.decode()))
-    return CollaborationOut(id=collab.id, name=collab.name, nodes=nodes, researchers=list(collab.researcher_ids))
+        cert = await directory.certificate(node_id) or b""
+        nodes.append(
+            NodeOut(
+                id=node_id,
+                online=request.app.state.sessions.online(node_id),
+                certificate=cert.decode(),
+            )
+        )
+    return CollaborationOut(
+        id=collab.id, name=collab.name, nodes=nodes, researchers=list(collab.researcher_ids)
+    )
 
 
 @router.get("/parties/{party_id}/certificate", response_class=PlainTextResponse)
 async def certificate(party_id: TaskId, me: Researcher, request: Request) -> str:
     """A party's certificate (PEM)."""
-    store: Store = request.app.state.store
-    cert = await store.party_certificate(party_id)
+    directory: Directory = request.app.state.directory
+    cert = await directory.certificate(party_id)
     if cert is None:
         raise NotFoundError(f"no party {party_id!r}")
     return cert.decode()
@@ -155,7 +167,9 @@ async def submit(body: SubmitTask, me: Researcher, service: Service) -> TaskOut:
 
 
 @router.get("/tasks", response_model=list[TaskSummary])
-async def tasks(me: Researcher, service: Service, limit: Annotated[int, Query(ge=1, le=1000)] = 50) -> list[TaskSummary]:
+async def tasks(
+    me: Researcher, service: Service, limit: Annotated[int, Query(ge=1, le=1000)] = 50
+) -> list[TaskSummary]:
     """Tasks of your collaborations, newest first."""
     return [_summary(t) for t in await service.tasks(me, limit)]
 
@@ -175,22 +189,44 @@ async def task(
 
 
 @router.get("/tasks/{task_id}/results", response_model=list[ResultOut])
-async def results(task_id: TaskId, me: Researcher, service: Service) -> list[ResultOut]:
-    """The sealed per-node results of a task."""
+async def results(
+    task_id: TaskId,
+    me: Researcher,
+    service: Service,
+    request: Request,
+    wait: Annotated[
+        float, Query(ge=0, description="Hold up to this many seconds until every run finished.")
+    ] = 0.0,
+) -> list[ResultOut]:
+    """The sealed per-node results of a task (finished runs only)."""
+    wait = min(wait, request.app.state.settings.max_wait_s)
     return [
         ResultOut(node=r.node_id, status=r.status.value, envelope=base64.b64encode(r.envelope).decode())
-        for r in await service.results(me, task_id)
+        for r in await service.results(me, task_id, wait)
     ]
 
 
 def _summary(t: Task) -> TaskSummary:
-    return TaskSummary(id=t.id, collaboration=t.collaboration_id, researcher=t.researcher_id, algorithm=t.algorithm, created_ms=t.created_ms)
+    return TaskSummary(
+        id=t.id,
+        collaboration=t.collaboration_id,
+        researcher=t.researcher_id,
+        algorithm=t.algorithm,
+        created_ms=t.created_ms,
+    )
 
 
 def _task_out(view: TaskView) -> TaskOut:
     t = view.task
     return TaskOut(
-        id=t.id, collaboration=t.collaboration_id, researcher=t.researcher_id, algorithm=t.algorithm,
-        created_ms=t.created_ms, status=view.status.value, version=view.version,
-        runs=[RunOut(node=r.node_id, status=r.status.value, online=view.online[r.node_id]) for r in view.runs],
+        id=t.id,
+        collaboration=t.collaboration_id,
+        researcher=t.researcher_id,
+        algorithm=t.algorithm,
+        created_ms=t.created_ms,
+        status=view.status.value,
+        version=view.version,
+        runs=[
+            RunOut(node=r.node_id, status=r.status.value, online=view.online[r.node_id]) for r in view.runs
+        ],
     )

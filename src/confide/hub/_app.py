@@ -31,6 +31,7 @@ from confide._errors import (
 from confide._version import __version__
 from confide.hub._api import router
 from confide.hub._audit import AuditLog
+from confide.hub._directory import Directory
 from confide.hub._seed import load_seed
 from confide.hub._service import HubService
 from confide.hub._sessions import NodeSessions
@@ -43,7 +44,9 @@ __all__ = ["create_app"]
 log = logging.getLogger("confide.hub")
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
-ASGIApp = Callable[[Scope, Callable[[], Awaitable[Message]], Callable[[Message], Awaitable[None]]], Awaitable[None]]
+ASGIApp = Callable[
+    [Scope, Callable[[], Awaitable[Message]], Callable[[Message], Awaitable[None]]], Awaitable[None]
+]
 
 _STATUS: tuple[tuple[type[ConfideError], int], ...] = (
     (NotFoundError, 404),
@@ -67,12 +70,14 @@ def create_app(settings: HubSettings, store: Store | None = None) -> FastAPI:
         audit = AuditLog(the_store)
         audit.start()
         watch = TaskWatch()
-        sessions = NodeSessions(the_store, audit, watch, settings.heartbeat_s)
+        directory = Directory(the_store)
+        sessions = NodeSessions(the_store, directory, audit, watch, settings.heartbeat_s)
         app.state.settings = settings
         app.state.store = the_store
+        app.state.directory = directory
         app.state.audit = audit
         app.state.sessions = sessions
-        app.state.service = HubService(the_store, sessions, watch)
+        app.state.service = HubService(the_store, directory, sessions, watch)
         purger = asyncio.create_task(_purge_mailbox(the_store), name="confide-purge")
         log.info("hub %s ready (store %s)", __version__, settings.database_url.split("@")[-1])
         try:
@@ -154,7 +159,12 @@ class _AuditMiddleware:
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
-    async def __call__(self, scope: Scope, receive: Callable[[], Awaitable[Message]], send: Callable[[Message], Awaitable[None]]) -> None:
+    async def __call__(
+        self,
+        scope: Scope,
+        receive: Callable[[], Awaitable[Message]],
+        send: Callable[[Message], Awaitable[None]],
+    ) -> None:
         if scope["type"] != "http" or not scope["path"].startswith("/api"):
             await self.app(scope, receive, send)
             return

@@ -1,7 +1,8 @@
 """The audit log writer: every call is recorded, off the request's critical path.
 
-Events are queued without waiting and written to the store in batches by one background
-task; ``close`` drains the queue, so a clean shutdown loses nothing.
+Events are queued without waiting and written to the store by one background task, as
+many as have queued up in one transaction; ``close`` drains the queue, so a clean
+shutdown loses nothing (a crash can lose the events of the last moment).
 """
 
 from __future__ import annotations
@@ -33,7 +34,9 @@ class AuditLog:
 
     def record(self, actor: str, action: str, target: str, outcome: str, detail: str = "") -> None:
         """Queue one event; never blocks."""
-        self._queue.put_nowait(AuditEvent(time.time_ns() // 1_000_000, actor, action, target, outcome, detail[:500]))
+        self._queue.put_nowait(
+            AuditEvent(time.time_ns() // 1_000_000, actor, action, target, outcome, detail[:500])
+        )
 
     async def flush(self) -> None:
         """Wait until every queued event is written."""
@@ -47,13 +50,17 @@ class AuditLog:
             self._task = None
 
     async def _run(self) -> None:
-        while True:
-            event = await self._queue.get()
+        stop = False
+        while not stop:
+            batch = [await self._queue.get()]
+            while not self._queue.empty() and len(batch) < 500:
+                batch.append(self._queue.get_nowait())
+            events = [e for e in batch if e is not None]
+            stop = len(events) < len(batch)
             try:
-                if event is None:
-                    return
-                await self._store.audit(event)
+                await self._store.audit(*events)
             except StoreError as exc:
-                log.error("audit event could not be written: %s", exc)
+                log.error("%d audit event(s) could not be written: %s", len(events), exc)
             finally:
-                self._queue.task_done()
+                for _ in batch:
+                    self._queue.task_done()

@@ -163,9 +163,7 @@ class MemoryStore:
         if not result.status.finished:
             raise ValueError(f"result of run {result.run_id} has status {result.status}, not final")
         run = self._movable_run(result.run_id, result.node_id, result.task_id)
-        self._runs[run.id] = dataclasses.replace(
-            run, status=result.status, updated_ms=result.created_ms
-        )
+        self._runs[run.id] = dataclasses.replace(run, status=result.status, updated_ms=result.created_ms)
         self._results[run.id] = result
 
     async def results(self, task_id: str) -> list[Result]:
@@ -189,13 +187,9 @@ class MemoryStore:
             raise ConflictError(f"message {message.id} is already stored")
         self._mailbox[message.id] = message
 
-    async def messages_for(
-        self, recipient: str, now_ms: int, limit: int = 100
-    ) -> list[MailboxMessage]:
+    async def messages_for(self, recipient: str, now_ms: int, limit: int = 100) -> list[MailboxMessage]:
         _positive(limit)
-        waiting = [
-            m for m in self._mailbox.values() if m.recipient == recipient and m.expires_ms > now_ms
-        ]
+        waiting = [m for m in self._mailbox.values() if m.recipient == recipient and m.expires_ms > now_ms]
         waiting.sort(key=lambda m: (m.created_ms, m.id))
         return waiting[:limit]
 
@@ -214,8 +208,9 @@ class MemoryStore:
 
     # -- audit -----------------------------------------------------------------------
 
-    async def audit(self, event: AuditEvent) -> None:
-        self._audit.append(dataclasses.replace(event, id=len(self._audit) + 1))
+    async def audit(self, *events: AuditEvent) -> None:
+        for event in events:
+            self._audit.append(dataclasses.replace(event, id=len(self._audit) + 1))
 
     async def audit_events(self, limit: int = 100) -> list[AuditEvent]:
         _positive(limit)

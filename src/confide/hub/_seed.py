@@ -52,11 +52,21 @@ def load_seed(path: Path) -> SeedData:
         return SeedData(
             organisations=tuple(Organisation(o.id, o.name) for o in seed.organisations),
             nodes=tuple(
-                NodeRecord(p.id, p.organisation, p.token_hash, base64.b64decode(p.certificate, validate=True))
+                NodeRecord(
+                    p.id,
+                    p.organisation,
+                    p.token_hash,
+                    base64.b64decode(p.certificate, validate=True),
+                )
                 for p in seed.nodes
             ),
             researchers=tuple(
-                ResearcherRecord(p.id, p.organisation, p.token_hash, base64.b64decode(p.certificate, validate=True))
+                ResearcherRecord(
+                    p.id,
+                    p.organisation,
+                    p.token_hash,
+                    base64.b64decode(p.certificate, validate=True),
+                )
                 for p in seed.researchers
             ),
             collaborations=tuple(
@@ -64,4 +74,6 @@ def load_seed(path: Path) -> SeedData:
             ),
         )
     except binascii.Error:
-        raise ConfigError(f"hub seed file {path}: a certificate is not valid base64; re-run provision") from None
+        raise ConfigError(
+            f"hub seed file {path}: a certificate is not valid base64; re-run provision"
+        ) from None

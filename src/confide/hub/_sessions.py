@@ -10,6 +10,8 @@ Session steps:
 1. the first frame must be a HELLO with a token whose hash names that node, within 10 s;
    anything else gets an ERROR frame and the connection is closed;
 2. WELCOME, then every unfinished run addressed to the node (RUN frames), marked delivered;
+   (a run stays *pending* until the node reports it running, so a run lost with a
+   connection is simply delivered again when the node returns);
 3. then RUN_STATUS frames: RUNNING updates the run, COMPLETED / FAILED stores the sealed
    result and is acknowledged (ACK) only after the store write, so a node resends until
    the result is safe; a duplicate of a stored result is acknowledged again;
@@ -24,9 +26,17 @@ import hmac
 import logging
 import time
 
-from confide._errors import AuthError, ConfideError, ConflictError, NotFoundError, TransportError, WireError
+from confide._errors import (
+    AuthError,
+    ConfideError,
+    ConflictError,
+    NotFoundError,
+    TransportError,
+    WireError,
+)
 from confide.hub._audit import AuditLog
-from confide.hub._records import NodeRecord, Result, Run, RunStatus
+from confide.hub._directory import Directory
+from confide.hub._records import NodeRecord, Result, Run, RunStatus, Task
 from confide.hub._store import Store
 from confide.hub._watch import TaskWatch
 from confide.kit import token_hash
@@ -74,18 +84,24 @@ class NodeSessions:
     """The registry of connected nodes and the session loop."""
 
     def __init__(
-        self,
-        store: Store,
-        audit: AuditLog,
-        watch: TaskWatch,
-        heartbeat_s: float,
+        self, store: Store, directory: Directory, audit: AuditLog, watch: TaskWatch, heartbeat_s: float
     ) -> None:
         self._store = store
+        self._directory = directory
         self._audit = audit
         self._watch = watch
         self._heartbeat_s = heartbeat_s
         self._sessions: dict[str, NodeSession] = {}
+        # run id -> its task, for runs handed out by this process (saves store reads)
+        self._open: dict[str, tuple[Task, str]] = {}
+        # runs a node reported as started; kept in memory only (it is progress, not state
+        # that must survive a restart: an unfinished run is redelivered either way)
+        self._running: set[str] = set()
         self.last_seen_ms: dict[str, int] = {}
+
+    def running(self, run_id: str) -> bool:
+        """Whether a node reported ``run_id`` started and has not finished it."""
+        return run_id in self._running
 
     def online(self, node_id: str) -> bool:
         """Whether ``node_id`` has a live session."""
@@ -97,18 +113,17 @@ class NodeSessions:
             with contextlib.suppress(ConfideError):
                 await session.conn.close()
 
-    async def deliver(self, run: Run, assignment: RunAssignment) -> None:
+    async def deliver(self, run: Run, task: Task) -> None:
         """Push ``run`` to its node if connected; otherwise it waits in the store."""
+        self._open[run.id] = (task, run.node_id)
         session = self._sessions.get(run.node_id)
         if session is None:
             return
+        assignment = await self._assignment(run, task)
         try:
             await session.send(encode_control(assignment, HUB, run.node_id, run.input_envelope, run.task_id))
-            await self._store.set_run_status(run.id, run.node_id, RunStatus.DELIVERED)
-        except (TransportError, ConflictError) as exc:
+        except TransportError as exc:
             log.info("run %s not delivered to %s now (%s); it will be on reconnect", run.id, run.node_id, exc)
-            return
-        self._watch.changed(run.task_id)
 
     async def serve(self, conn: Connection) -> None:
         """Run one node's session until it disconnects."""
@@ -128,12 +143,15 @@ class NodeSessions:
         self._audit.record(node.id, "node.connect", node.id, "ok")
         log.info("node %s connected", node.id)
         try:
-            collabs = await self._store.collaborations_of(node.id)
-            await session.send(
-                encode_control(Welcome(node_id=node.id, collaborations=[c.id for c in collabs], heartbeat_s=self._heartbeat_s), HUB, node.id)
+            collabs = await self._directory.collaborations_of(node.id)
+            welcome = Welcome(
+                node_id=node.id, collaborations=[c.id for c in collabs], heartbeat_s=self._heartbeat_s
             )
+            await session.send(encode_control(welcome, HUB, node.id))
             for run in await self._store.open_runs_for(node.id):
-                await self.deliver(run, await self.assignment(run))
+                task = await self._store.task(run.task_id)
+                if task is not None:
+                    await self.deliver(run, task)
             await self._loop(session)
         except TransportError:
             pass
@@ -151,7 +169,7 @@ class NodeSessions:
         except WireError as exc:
             await self._refuse(conn, "protocol", f"first frame must be HELLO: {exc}")
             raise
-        node = await self._store.node_by_token_hash(token_hash(hello.token))
+        node = await self._directory.node_by_token_hash(token_hash(hello.token))
         if node is None or not hmac.compare_digest(node.id, hello.node_id):
             self._audit.record(hello.node_id, "node.connect", hello.node_id, "denied", "wrong credentials")
             message = (
@@ -166,14 +184,14 @@ class NodeSessions:
         with contextlib.suppress(ConfideError):
             await conn.send(encode_control(ErrorNotice(code=code, message=message), HUB, "").encode())
 
-    async def assignment(self, run: Run) -> RunAssignment:
-        task = await self._store.task(run.task_id)
-        if task is None:
-            raise NotFoundError(f"run {run.id} belongs to missing task {run.task_id}")
-        certificate = await self._store.party_certificate(task.researcher_id) or b""
+    async def _assignment(self, run: Run, task: Task) -> RunAssignment:
+        certificate = await self._directory.certificate(task.researcher_id) or b""
         return RunAssignment(
-            run_id=run.id, task_id=task.id, collaboration_id=task.collaboration_id,
-            researcher_id=task.researcher_id, algorithm=task.algorithm,
+            run_id=run.id,
+            task_id=task.id,
+            collaboration_id=task.collaboration_id,
+            researcher_id=task.researcher_id,
+            algorithm=task.algorithm,
             researcher_certificate=certificate.decode(),
         )
 
@@ -191,7 +209,8 @@ class NodeSessions:
                     raise WireError(f"a node may not send {envelope.kind.name} frames to the hub")
             except (WireError, NotFoundError) as exc:
                 self._audit.record(session.node.id, "node.frame", "", "rejected", str(exc))
-                await session.send(encode_control(ErrorNotice(code="rejected", message=str(exc)), HUB, session.node.id))
+                notice = ErrorNotice(code="rejected", message=str(exc))
+                await session.send(encode_control(notice, HUB, session.node.id))
 
     async def _on_status(self, session: NodeSession, envelope: Envelope) -> None:
         update, attachment = decode_control(envelope, RunStatusUpdate)
@@ -200,45 +219,64 @@ class NodeSessions:
             status = RunStatus(update.status)
         except ValueError:
             raise WireError(f"unknown run status {update.status!r}") from None
+        task_id: str | None = None
         try:
             if status.finished:
-                run = await self._save_result(node_id, update.run_id, status, attachment, update.reason)
+                task = await self._save_result(node_id, update.run_id, status, attachment, update.reason)
+                task_id = task.id
+            elif status is RunStatus.RUNNING:
+                await self._check_open(node_id, update.run_id)
+                self._running.add(update.run_id)
             else:
-                run = await self._store.set_run_status(update.run_id, node_id, status)
+                raise WireError(f"a node may report a run running, completed or failed, not {status.value}")
             outcome = "ok"
         except ConflictError:
-            run = None
             outcome = "duplicate"
         await session.send(encode_control(Ack(message_id=envelope.message_id.hex()), HUB, node_id))
         self._audit.record(node_id, f"run.{status.value}", update.run_id, outcome)
-        if run is not None:
-            self._watch.changed(run.task_id)
+        if task_id is not None:
+            # Researchers wait for finished runs only; progress within a node wakes nobody.
+            self._watch.changed(task_id)
 
-    async def _save_result(self, node_id: str, run_id: str, status: RunStatus, attachment: bytes, reason: str) -> Run:
-        runs = [r for r in await self._store.open_runs_for(node_id) if r.id == run_id]
-        if not runs:
-            # Finished already (duplicate) or not this node's: let the store say which.
-            await self._store.set_run_status(run_id, node_id, RunStatus.RUNNING)
-            raise NotFoundError(f"run {run_id} is not open for node {node_id}")
-        run = runs[0]
-        task = await self._store.task(run.task_id)
+    async def _save_result(
+        self, node_id: str, run_id: str, status: RunStatus, attachment: bytes, reason: str
+    ) -> Task:
+        task = self._open_task(node_id, run_id) or await self._task_of_open_run(node_id, run_id)
         if status is RunStatus.FAILED and not attachment:
             # The node could not open the input, so had no verified researcher to seal to.
             self._audit.record(node_id, "run.refused", run_id, "failed", reason)
-            await self._store.save_result(Result(run.id, run.task_id, node_id, status, b"", _now_ms()))
-            return run
-        sealed = Envelope.decode(attachment)
-        if (
-            sealed.kind is not MessageKind.TASK_RESULT
-            or not sealed.sealed
-            or sealed.sender != node_id
-            or task is None
-            or sealed.recipient != task.researcher_id
-            or sealed.task_id != run.task_id
-        ):
-            raise WireError(
-                f"result for run {run_id} is not a sealed TASK_RESULT from {node_id} "
-                "to the task's researcher for this task"
-            )
-        await self._store.save_result(Result(run.id, run.task_id, node_id, status, attachment, _now_ms()))
-        return run
+        else:
+            sealed = Envelope.decode(attachment)
+            if (
+                sealed.kind is not MessageKind.TASK_RESULT
+                or not sealed.sealed
+                or sealed.sender != node_id
+                or sealed.recipient != task.researcher_id
+                or sealed.task_id != task.id
+            ):
+                raise WireError(
+                    f"result for run {run_id} is not a sealed TASK_RESULT from {node_id} "
+                    "to the task's researcher for this task"
+                )
+        # The store checks that the run is this node's and still open.
+        await self._store.save_result(Result(run_id, task.id, node_id, status, attachment, _now_ms()))
+        self._open.pop(run_id, None)
+        self._running.discard(run_id)
+        return task
+
+    async def _check_open(self, node_id: str, run_id: str) -> None:
+        if self._open_task(node_id, run_id) is None:
+            await self._task_of_open_run(node_id, run_id)
+
+    def _open_task(self, node_id: str, run_id: str) -> Task | None:
+        task, addressee = self._open.get(run_id, (None, ""))
+        return task if addressee == node_id else None
+
+    async def _task_of_open_run(self, node_id: str, run_id: str) -> Task:
+        runs = [r for r in await self._store.open_runs_for(node_id) if r.id == run_id]
+        task = None if not runs else await self._store.task(runs[0].task_id)
+        if task is None:
+            # Finished already (a duplicate) or not this node's: let the store say which.
+            await self._store.set_run_status(run_id, node_id, RunStatus.RUNNING)
+            raise NotFoundError(f"run {run_id} is not open for node {node_id}")
+        return task

@@ -13,6 +13,7 @@ processes racing to finish one run cannot both succeed, on either backend.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
@@ -124,8 +125,12 @@ class SqlStore:
         self._where = self._sync_url.render_as_string(hide_password=True)
         self._clock = clock
         self._engine: AsyncEngine = create_async_engine(async_url)
+        # SQLite allows one writer; concurrent transactions on several connections would
+        # meet in its busy handler, which sleeps in milliseconds. Queue them here instead.
+        self._serial: contextlib.AbstractAsyncContextManager[object] = contextlib.nullcontext()
         if async_url.get_backend_name() == "sqlite":
             event.listen(self._engine.sync_engine, "connect", _sqlite_pragmas)
+            self._serial = asyncio.Lock()
 
     async def initialise(self) -> None:
         try:
@@ -141,16 +146,12 @@ class SqlStore:
     @asynccontextmanager
     async def _transaction(self, doing: str) -> AsyncIterator[AsyncConnection]:
         try:
-            async with self._engine.begin() as conn:
+            async with self._serial, self._engine.begin() as conn:
                 yield conn
         except IntegrityError as exc:
-            raise ConflictError(
-                f"could not {doing}: it conflicts with stored data ({_reason(exc)})"
-            ) from exc
+            raise ConflictError(f"could not {doing}: it conflicts with stored data ({_reason(exc)})") from exc
         except (SQLAlchemyError, OSError) as exc:
-            raise StoreError(
-                f"could not {doing} in the store at {self._where}: {_reason(exc)}"
-            ) from exc
+            raise StoreError(f"could not {doing} in the store at {self._where}: {_reason(exc)}") from exc
 
     async def _select(self, doing: str, cls: type[R], query: Select[Any]) -> list[R]:
         async with self._transaction(doing) as conn:
@@ -210,7 +211,19 @@ class SqlStore:
         for run in runs:
             if run.task_id != task.id:
                 raise ValueError(f"run {run.id} belongs to task {run.task_id}, not {task.id}")
-        async with self._transaction(f"create task {task.id}") as conn:
+        try:
+            # Happy path: two inserts; the keys and foreign keys guard consistency.
+            async with self._transaction(f"create task {task.id}") as conn:
+                await conn.execute(insert(t.tasks), [_row(task)])
+                if runs:
+                    await conn.execute(insert(t.runs), [_row(run) for run in runs])
+        except ConflictError:
+            await self._explain_task_conflict(task, runs)
+            raise
+
+    async def _explain_task_conflict(self, task: Task, runs: list[Run]) -> None:
+        """Raise the specific error for a task the database refused."""
+        async with self._transaction(f"check task {task.id}") as conn:
             if await _existing(conn, t.tasks, {task.id}):
                 raise ConflictError(f"task {task.id} already exists")
             run_ids = [run.id for run in runs]
@@ -221,9 +234,6 @@ class SqlStore:
             await _require(conn, t.collaborations, {task.collaboration_id}, "collaboration")
             await _require(conn, t.researchers, {task.researcher_id}, "researcher")
             await _require(conn, t.nodes, {run.node_id for run in runs}, "node")
-            await conn.execute(insert(t.tasks), [_row(task)])
-            if runs:
-                await conn.execute(insert(t.runs), [_row(run) for run in runs])
 
     async def task(self, task_id: str) -> Task | None:
         query = select(t.tasks).where(t.tasks.c.id == task_id)
@@ -280,9 +290,7 @@ class SqlStore:
                 raise ConflictError(f"message {message.id} is already stored")
             await conn.execute(insert(t.mailbox), [_row(message)])
 
-    async def messages_for(
-        self, recipient: str, now_ms: int, limit: int = 100
-    ) -> list[MailboxMessage]:
+    async def messages_for(self, recipient: str, now_ms: int, limit: int = 100) -> list[MailboxMessage]:
         box = t.mailbox
         query = (
             select(box)
@@ -305,10 +313,12 @@ class SqlStore:
 
     # -- audit -----------------------------------------------------------------------
 
-    async def audit(self, event: AuditEvent) -> None:
-        row = {k: v for k, v in _row(event).items() if k != "id"}
-        async with self._transaction(f"record audit event {event.action}") as conn:
-            await conn.execute(insert(t.audit_events), [row])
+    async def audit(self, *events: AuditEvent) -> None:
+        if not events:
+            return
+        rows = [{k: v for k, v in _row(event).items() if k != "id"} for event in events]
+        async with self._transaction(f"record {len(rows)} audit event(s)") as conn:
+            await conn.execute(insert(t.audit_events), rows)
 
     async def audit_events(self, limit: int = 100) -> list[AuditEvent]:
         table = t.audit_events
@@ -341,9 +351,7 @@ async def _upsert(conn: AsyncConnection, table: Table, records: Sequence[Any]) -
     names = set(table.c.keys())
     rows = [{k: v for k, v in _row(r).items() if k in names} for r in records]
     ids = [row["id"] for row in rows]
-    stored = {
-        r.id: r._asdict() for r in await conn.execute(select(table).where(table.c.id.in_(ids)))
-    }
+    stored = {r.id: r._asdict() for r in await conn.execute(select(table).where(table.c.id.in_(ids)))}
     fresh = [row for row in rows if row["id"] not in stored]
     if fresh:
         await conn.execute(insert(table), fresh)
@@ -357,26 +365,20 @@ async def _replace_members(conn: AsyncConnection, collab: Collaboration) -> None
     named_by = f" (named by collaboration {collab.id})"
     await _require(conn, t.nodes, collab.node_ids, "node", named_by)
     await _require(conn, t.researchers, collab.researcher_ids, "researcher", named_by)
-    wanted = {("node", p) for p in collab.node_ids} | {
-        ("researcher", p) for p in collab.researcher_ids
-    }
+    wanted = {("node", p) for p in collab.node_ids} | {("researcher", p) for p in collab.researcher_ids}
     mine = members.c.collaboration_id == collab.id
     have = {(r.role, r.party_id) for r in await conn.execute(select(members).where(mine))}
     for role, party_id in have - wanted:
         await conn.execute(
             delete(members).where(mine, members.c.role == role, members.c.party_id == party_id)
         )
-    added = [
-        {"collaboration_id": collab.id, "role": r, "party_id": p} for r, p in sorted(wanted - have)
-    ]
+    added = [{"collaboration_id": collab.id, "role": r, "party_id": p} for r, p in sorted(wanted - have)]
     if added:
         await conn.execute(insert(members), added)
 
 
 async def _collaborations(conn: AsyncConnection, where: ColumnElement[bool]) -> list[Collaboration]:
-    found = list(
-        await conn.execute(select(t.collaborations).where(where).order_by(t.collaborations.c.id))
-    )
+    found = list(await conn.execute(select(t.collaborations).where(where).order_by(t.collaborations.c.id)))
     members = t.collaboration_members
     query = select(members).where(members.c.collaboration_id.in_([c.id for c in found]))
     party_ids: dict[tuple[str, str], list[str]] = {}
@@ -406,9 +408,7 @@ async def _move_run(
     match = [runs.c.id == run_id, runs.c.node_id == node_id, runs.c.status.not_in(_FINISHED)]
     if task_id is not None:
         match.append(runs.c.task_id == task_id)
-    moved = await conn.execute(
-        sql_update(runs).where(*match).values(status=status.value, updated_ms=at_ms)
-    )
+    moved = await conn.execute(sql_update(runs).where(*match).values(status=status.value, updated_ms=at_ms))
     if moved.rowcount == 1:
         return
     row = (await conn.execute(select(runs).where(runs.c.id == run_id))).first()

@@ -114,8 +114,8 @@ class Store(Protocol):
         """Drop messages past their time-to-live; return how many."""
         ...
 
-    async def audit(self, event: AuditEvent) -> None:
-        """Append an audit event."""
+    async def audit(self, *events: AuditEvent) -> None:
+        """Append audit events, all in one transaction."""
         ...
 
     async def audit_events(self, limit: int = 100) -> list[AuditEvent]:

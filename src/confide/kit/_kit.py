@@ -18,8 +18,14 @@ from pathlib import Path
 from cryptography import x509
 from pydantic import BaseModel, ConfigDict, Field
 
-from confide._errors import ConfigError, ConfideError
-from confide.crypto import PartyIdentity, PublicParty, Role, load_certificate, verify_party_certificate
+from confide._errors import ConfideError, ConfigError
+from confide.crypto import (
+    PartyIdentity,
+    PublicParty,
+    Role,
+    load_certificate,
+    verify_party_certificate,
+)
 from confide.kit._yaml import load_model
 
 __all__ = ["Kit", "KitFile", "token_hash"]

@@ -83,7 +83,11 @@ class ConsortiumSpec(BaseModel):
         researchers = {r.id for r in self.researchers}
         ids = [o.id for o in self.organisations]
         party_ids = [p.id for p in (*self.nodes, *self.researchers)]
-        for label, seq in (("organisation", ids), ("party", party_ids), ("collaboration", [c.id for c in self.collaborations])):
+        for label, seq in (
+            ("organisation", ids),
+            ("party", party_ids),
+            ("collaboration", [c.id for c in self.collaborations]),
+        ):
             dupes = sorted({x for x in seq if seq.count(x) > 1})
             if dupes:
                 raise ValueError(f"duplicate {label} id(s): {', '.join(dupes)}")
@@ -141,7 +145,10 @@ def _write_all(spec: ConsortiumSpec, root: Path) -> None:
             for c in spec.collaborations
         ],
     }
-    for role, parties, folder in ((Role.NODE, spec.nodes, "nodes"), (Role.RESEARCHER, spec.researchers, "researchers")):
+    for role, parties, folder in (
+        (Role.NODE, spec.nodes, "nodes"),
+        (Role.RESEARCHER, spec.researchers, "researchers"),
+    ):
         for party in parties:
             token = secrets.token_urlsafe(32)
             identity = PartyIdentity.generate(party.id, orgs[party.organisation].id, role)
@@ -151,10 +158,17 @@ def _write_all(spec: ConsortiumSpec, root: Path) -> None:
             (kit_dir / "cert.pem").write_bytes(cert)
             (kit_dir / "ca.crt").write_bytes(ca.certificate_pem)
             meta = KitFile(
-                consortium=spec.consortium, party_id=party.id, organisation=party.organisation,
-                role=role, hub_url=spec.hub.url, token=token,
+                consortium=spec.consortium,
+                party_id=party.id,
+                organisation=party.organisation,
+                role=role,
+                hub_url=spec.hub.url,
+                token=token,
             )
-            write_private_file(kit_dir / "kit.yaml", yaml.safe_dump(meta.model_dump(mode="json"), sort_keys=False).encode())
+            write_private_file(
+                kit_dir / "kit.yaml",
+                yaml.safe_dump(meta.model_dump(mode="json"), sort_keys=False).encode(),
+            )
             seed[folder].append(
                 {
                     "id": party.id,
@@ -178,4 +192,3 @@ def _write_all(spec: ConsortiumSpec, root: Path) -> None:
         "seed_file": "seed.json",
     }
     (hub / "hub.yaml").write_text(yaml.safe_dump(settings, sort_keys=False))
-

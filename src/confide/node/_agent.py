@@ -72,7 +72,9 @@ class _Sent:
 class Agent:
     """One hospital's node: ``await Agent(config, kit, connector).run()``."""
 
-    def __init__(self, config: NodeConfig, kit: Kit, connector: Connector, workers: WorkerPool | None = None) -> None:
+    def __init__(
+        self, config: NodeConfig, kit: Kit, connector: Connector, workers: WorkerPool | None = None
+    ) -> None:
         self.config = config
         self.kit = kit
         self.connector = connector
@@ -130,18 +132,31 @@ class Agent:
         self.workers.close()
 
     async def _session(self, conn: Connection) -> None:
-        await conn.send(encode_control(Hello(node_id=self.node_id, token=self.kit.token, software=__version__), self.node_id, HUB).encode())
+        await conn.send(
+            encode_control(
+                Hello(node_id=self.node_id, token=self.kit.token, software=__version__),
+                self.node_id,
+                HUB,
+            ).encode()
+        )
         first = Envelope.decode(await conn.recv())
         if first.kind is MessageKind.ERROR:
             notice, _ = decode_control(first, ErrorNotice)
             raise AuthError(f"the hub refused node {self.node_id!r}: {notice.message}")
         welcome, _ = decode_control(first, Welcome)
-        log.info("connected to %s over %s; collaborations: %s", self.kit.hub_url, self.connector.name, ", ".join(welcome.collaborations) or "none")
+        log.info(
+            "connected to %s over %s; collaborations: %s",
+            self.kit.hub_url,
+            self.connector.name,
+            ", ".join(welcome.collaborations) or "none",
+        )
         self._conn = conn
         self.connected.set()
         for sent in list(self._unacked.values()):
             await conn.send(sent.frame)
-        heartbeat = asyncio.create_task(self._heartbeats(conn, min(welcome.heartbeat_s, self.config.heartbeat_s)))
+        heartbeat = asyncio.create_task(
+            self._heartbeats(conn, min(welcome.heartbeat_s, self.config.heartbeat_s))
+        )
         try:
             while True:
                 await self._on_frame(Envelope.decode(await conn.recv()))
@@ -193,23 +208,45 @@ class Agent:
                 await self._final(assignment, "failed", b"", reason=f"{type(exc).__name__}: {exc}")
             else:
                 error = f"node {self.node_id!r} refused the task input: {exc}"
-                await self._final(assignment, "failed", self._seal(assignment, researcher, StepOutcome(None, error)))
+                await self._final(
+                    assignment,
+                    "failed",
+                    self._seal(assignment, researcher, StepOutcome(None, error)),
+                )
             return
         try:
-            check_policy(self.config.policy, self.node_id, collaboration=request.collaboration, researcher=researcher.party_id, algorithm=request.algorithm)
+            check_policy(
+                self.config.policy,
+                self.node_id,
+                collaboration=request.collaboration,
+                researcher=researcher.party_id,
+                algorithm=request.algorithm,
+            )
             await self._status(assignment.run_id, "running", assignment.task_id)
             async with self._limit:
                 outcome = await self.workers.run(request.algorithm, request.params)
         except ConfideError as exc:
             outcome = StepOutcome(None, str(exc))
-        log.info("run %s of %s: %s", assignment.run_id, request.algorithm, "failed" if outcome.error else "completed")
+        log.info(
+            "run %s of %s: %s",
+            assignment.run_id,
+            request.algorithm,
+            "failed" if outcome.error else "completed",
+        )
         status = "failed" if outcome.error else "completed"
         await self._final(assignment, status, self._seal(assignment, researcher, outcome))
 
     def _seal(self, assignment: RunAssignment, researcher: PublicParty, outcome: StepOutcome) -> bytes:
-        result = TaskOutcome(node=self.node_id, ok=outcome.error is None, output=outcome.output, error=outcome.error)
+        result = TaskOutcome(
+            node=self.node_id, ok=outcome.error is None, output=outcome.output, error=outcome.error
+        )
         return seal_envelope(
-            Envelope.new(MessageKind.TASK_RESULT, self.node_id, researcher.party_id, task_id=assignment.task_id),
+            Envelope.new(
+                MessageKind.TASK_RESULT,
+                self.node_id,
+                researcher.party_id,
+                task_id=assignment.task_id,
+            ),
             result.model_dump_json().encode(),
             self.kit.identity,
             researcher,
@@ -219,14 +256,23 @@ class Agent:
         pem = assignment.researcher_certificate.encode()
         cached = self._peers.get(pem)
         if cached is None:
-            cached = verify_party_certificate(pem, self.kit.ca, expected_id=assignment.researcher_id, expected_role=Role.RESEARCHER)
+            cached = verify_party_certificate(
+                pem,
+                self.kit.ca,
+                expected_id=assignment.researcher_id,
+                expected_role=Role.RESEARCHER,
+            )
             self._peers[pem] = cached
         return cached
 
-    def _open_request(self, assignment: RunAssignment, attachment: bytes, researcher: PublicParty) -> TaskRequest:
+    def _open_request(
+        self, assignment: RunAssignment, attachment: bytes, researcher: PublicParty
+    ) -> TaskRequest:
         envelope = Envelope.decode(attachment)
         if envelope.kind is not MessageKind.TASK_INPUT or envelope.task_id != assignment.task_id:
-            raise WireError(f"run {assignment.run_id}: attachment is not the input of task {assignment.task_id}")
+            raise WireError(
+                f"run {assignment.run_id}: attachment is not the input of task {assignment.task_id}"
+            )
         plaintext = open_envelope(envelope, me=self.kit.identity, sender=researcher, guard=self._guard)
         try:
             request = TaskRequest.model_validate(json.loads(plaintext))
@@ -265,4 +311,12 @@ class Agent:
     async def _status(self, run_id: str, status: str, task_id: str) -> None:
         if self._conn is not None:
             with contextlib.suppress(TransportError):
-                await self._conn.send(encode_control(RunStatusUpdate(run_id=run_id, status=status), self.node_id, HUB, b"", task_id).encode())
+                await self._conn.send(
+                    encode_control(
+                        RunStatusUpdate(run_id=run_id, status=status),
+                        self.node_id,
+                        HUB,
+                        b"",
+                        task_id,
+                    ).encode()
+                )

@@ -63,14 +63,21 @@ def _read(source: DataSourceConfig) -> pa.Table:
         if source.format is SourceFormat.CSV:
             table = pacsv.read_csv(
                 source.path,
-                convert_options=pacsv.ConvertOptions(column_types=schema, include_columns=list(source.columns)),
+                convert_options=pacsv.ConvertOptions(
+                    column_types=schema, include_columns=list(source.columns)
+                ),
             )
         else:
             table = pq.read_table(source.path, columns=list(source.columns))
             table = table.cast(schema)
     except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, KeyError) as exc:
         # Arrow's message may quote a data value: it goes to the node's own log only.
-        log.error("table %s (%s) does not match its schema: %s", source.name, source.path, _first_line(exc))
+        log.error(
+            "table %s (%s) does not match its schema: %s",
+            source.name,
+            source.path,
+            _first_line(exc),
+        )
         raise AlgorithmError(
             f"table {source.name!r} does not match the schema declared in the node config "
             f"(columns {', '.join(source.columns)}); the node's log names the offending column"

@@ -8,7 +8,9 @@ from confide.node._config import Policy
 __all__ = ["check_policy"]
 
 
-def check_policy(policy: Policy, node_id: str, *, collaboration: str, researcher: str, algorithm: str) -> None:
+def check_policy(
+    policy: Policy, node_id: str, *, collaboration: str, researcher: str, algorithm: str
+) -> None:
     """Raise :class:`PolicyError` naming the first thing the policy does not allow."""
     for what, value, allowed, key in (
         ("collaboration", collaboration, policy.collaborations, "collaborations"),

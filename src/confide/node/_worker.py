@@ -36,7 +36,7 @@ class StepOutcome:
 
 
 def _init_worker(sources: Sequence[DataSourceConfig]) -> None:
-    global _DATA  # noqa: PLW0603 - one LocalData per worker process, by design
+    global _DATA
     _DATA = LocalData(sources)
 
 

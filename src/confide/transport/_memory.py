@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 from confide._errors import TransportError
 
@@ -50,7 +51,7 @@ class MemoryConnector:
 
     name = "memory"
 
-    def __init__(self, serve: Callable[[MemoryConnection], Awaitable[None]]) -> None:
+    def __init__(self, serve: Callable[[MemoryConnection], Coroutine[Any, Any, None]]) -> None:
         self._serve = serve
         self.tasks: set[asyncio.Task[None]] = set()
 

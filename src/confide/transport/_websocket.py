@@ -59,9 +59,9 @@ class WebSocketConnector:
         self._ssl = ssl_context
 
     async def connect(self) -> WebSocketConnection:
-        kwargs = {"ssl": self._ssl} if self.url.startswith("wss://") and self._ssl else {}
+        tls = self._ssl if self.url.startswith("wss://") else None
         try:
-            ws = await connect(self.url, max_size=MAX_FRAME, open_timeout=10, compression=None, **kwargs)
+            ws = await connect(self.url, max_size=MAX_FRAME, open_timeout=10, compression=None, ssl=tls)
         except (OSError, InvalidHandshake, InvalidURI, TimeoutError) as exc:
             raise TransportError(f"cannot reach the hub at {self.url}: {exc}") from None
         return WebSocketConnection(ws, self.url)

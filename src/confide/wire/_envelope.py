@@ -113,12 +113,23 @@ class Envelope:
         return b"".join(
             (
                 _FIXED.pack(
-                    MAGIC, VERSION, int(self.kind), int(self.flags), 0, self.message_id,
-                    self.seq, self.chunk_index, self.chunk_count, self.timestamp_ms,
+                    MAGIC,
+                    VERSION,
+                    int(self.kind),
+                    int(self.flags),
+                    0,
+                    self.message_id,
+                    self.seq,
+                    self.chunk_index,
+                    self.chunk_count,
+                    self.timestamp_ms,
                 ),
-                _U16.pack(len(task)), task,
-                _U8.pack(len(sender)), sender,
-                _U8.pack(len(recipient)), recipient,
+                _U16.pack(len(task)),
+                task,
+                _U8.pack(len(sender)),
+                sender,
+                _U8.pack(len(recipient)),
+                recipient,
             )
         )
 
@@ -152,13 +163,23 @@ class Envelope:
         if len(view) != pos + blen:
             raise WireError(f"frame body is {len(view) - pos} bytes but the header says {blen}")
         return cls(
-            kind=message_kind, sender=sender, recipient=recipient, body=bytes(view[pos:]),
-            task_id=task, message_id=bytes(mid), seq=seq, chunk_index=cidx,
-            chunk_count=ccount, timestamp_ms=ts, flags=Flags(flags),
+            kind=message_kind,
+            sender=sender,
+            recipient=recipient,
+            body=bytes(view[pos:]),
+            task_id=task,
+            message_id=bytes(mid),
+            seq=seq,
+            chunk_index=cidx,
+            chunk_count=ccount,
+            timestamp_ms=ts,
+            flags=Flags(flags),
         )
 
 
-def seal_envelope(envelope: Envelope, plaintext: bytes, sender: PartyIdentity, recipient: PublicParty) -> Envelope:
+def seal_envelope(
+    envelope: Envelope, plaintext: bytes, sender: PartyIdentity, recipient: PublicParty
+) -> Envelope:
     """Return ``envelope`` with ``plaintext`` sealed to ``recipient`` as its body."""
     if envelope.sender != sender.party_id or envelope.recipient != recipient.party_id:
         raise WireError("envelope sender/recipient do not match the sealing parties")

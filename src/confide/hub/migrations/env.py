@@ -32,9 +32,7 @@ def _run() -> None:
     if isinstance(given, Connection):
         _migrate(given)
         return
-    url = context.get_x_argument(as_dictionary=True).get("url") or config.get_main_option(
-        "sqlalchemy.url"
-    )
+    url = context.get_x_argument(as_dictionary=True).get("url") or config.get_main_option("sqlalchemy.url")
     if not url:
         raise RuntimeError("no database: pass -x url=sqlite:///hub.db or set sqlalchemy.url")
     engine = create_engine(url, poolclass=NullPool)

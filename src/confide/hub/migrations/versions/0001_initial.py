@@ -61,9 +61,7 @@ def upgrade() -> None:
             "collaboration_id", "role", "party_id", name=op.f("pk_collaboration_members")
         ),
     )
-    op.create_index(
-        op.f("ix_collaboration_members_party_id"), "collaboration_members", ["party_id"]
-    )
+    op.create_index(op.f("ix_collaboration_members_party_id"), "collaboration_members", ["party_id"])
     op.create_table(
         "tasks",
         sa.Column("id", sa.String(), nullable=False),
@@ -81,9 +79,7 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_tasks")),
     )
-    op.create_index(
-        op.f("ix_tasks_collaboration_id_created_ms"), "tasks", ["collaboration_id", "created_ms"]
-    )
+    op.create_index(op.f("ix_tasks_collaboration_id_created_ms"), "tasks", ["collaboration_id", "created_ms"])
     op.create_table(
         "runs",
         sa.Column("id", sa.String(), nullable=False),
