@@ -126,12 +126,6 @@ def test_describe_validation_error_names_the_top_level() -> None:
     assert describe_validation_error(info.value).startswith("(top level): ")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=UnicodeDecodeError,
-    reason="src bug: load_model catches OSError only around read_text(), so a file that is not "
-    "UTF-8 escapes as UnicodeDecodeError instead of ConfigError",
-)
 def test_file_that_is_not_utf8_is_a_config_error(tmp_path: Path) -> None:
     path = tmp_path / "s.yaml"
     path.write_bytes(b"name: \xff\xfe\n")

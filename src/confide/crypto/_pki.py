@@ -2,7 +2,7 @@
 
 A party certificate is X.509 signed by the CA's Ed25519 key. Its subject names the
 party (CN), organisation (O) and role (OU); its subject public key is the party's
-Ed25519 verification key, and a private, critical extension carries the X25519 sealing
+Ed25519 verification key, and a private (non-critical) extension carries the X25519 sealing
 key, so one signature binds both keys to the id. Every party checks every peer's
 certificate against the CA before sealing to or trusting it, which is how a hub that
 substitutes keys is caught.

@@ -61,7 +61,7 @@ class CollaborationSpec(BaseModel):
 class HubSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
     url: str = "http://127.0.0.1:8700"
-    hostnames: list[str] = Field(default_factory=lambda: ["localhost", "127.0.0.1"])
+    hostnames: list[str] = Field(default_factory=lambda: ["localhost", "127.0.0.1"], min_length=1)
 
 
 class ConsortiumSpec(BaseModel):
@@ -103,9 +103,13 @@ class ConsortiumSpec(BaseModel):
             for r in collab.researchers:
                 if r not in researchers:
                     raise ValueError(f"collaboration {collab.id} names unknown researcher {r!r}")
-        scheme = urlparse(self.hub.url).scheme
-        if scheme not in ("http", "https"):
-            raise ValueError(f"hub.url must start with http:// or https://, got {self.hub.url!r}")
+        url = urlparse(self.hub.url)
+        if url.scheme not in ("http", "https") or not url.hostname:
+            raise ValueError(f"hub.url must look like https://HOST[:PORT], got {self.hub.url!r}")
+        try:
+            _ = url.port
+        except ValueError:
+            raise ValueError(f"hub.url has an invalid port: {self.hub.url!r}") from None
         return self
 
 
@@ -117,6 +121,8 @@ def provision(spec_path: Path, out: Path, *, force: bool = False) -> Path:
 
 def provision_spec(spec: ConsortiumSpec, out: Path, *, force: bool = False) -> Path:
     """Like :func:`provision`, from an already parsed description."""
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"output path {out} is a file; choose a directory")
     if out.exists() and any(out.iterdir()) and not force:
         raise ConfigError(f"output directory {out} is not empty; choose another or pass --force")
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -24,6 +24,8 @@ def load_model(path: Path, model: type[M], what: str) -> M:
         raise ConfigError(f"{what} file {path} does not exist") from None
     except OSError as exc:
         raise ConfigError(f"cannot read {what} file {path}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{what} file {path} is not UTF-8 text; save it as UTF-8") from None
     try:
         data: Any = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
     except (yaml.YAMLError, json.JSONDecodeError) as exc:

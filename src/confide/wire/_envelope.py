@@ -110,20 +110,26 @@ class Envelope:
         recipient = self.recipient.encode()
         if len(task) > 0xFFFF or len(sender) > 0xFF or len(recipient) > 0xFF:
             raise WireError("task id, sender or recipient too long for the envelope header")
+        if len(self.message_id) != 16:
+            raise WireError(f"message id must be 16 bytes, not {len(self.message_id)}")
+        try:
+            fixed = _FIXED.pack(
+                MAGIC,
+                VERSION,
+                int(self.kind),
+                int(self.flags),
+                0,
+                self.message_id,
+                self.seq,
+                self.chunk_index,
+                self.chunk_count,
+                self.timestamp_ms,
+            )
+        except struct.error:
+            raise WireError("seq, chunk or timestamp field out of range for the envelope header") from None
         return b"".join(
             (
-                _FIXED.pack(
-                    MAGIC,
-                    VERSION,
-                    int(self.kind),
-                    int(self.flags),
-                    0,
-                    self.message_id,
-                    self.seq,
-                    self.chunk_index,
-                    self.chunk_count,
-                    self.timestamp_ms,
-                ),
+                fixed,
                 _U16.pack(len(task)),
                 task,
                 _U8.pack(len(sender)),
@@ -143,7 +149,9 @@ class Envelope:
         view = memoryview(frame)
         if len(view) < _FIXED.size:
             raise WireError(f"frame of {len(view)} bytes is shorter than an envelope header")
-        magic, version, kind, flags, _, mid, seq, cidx, ccount, ts = _FIXED.unpack_from(view)
+        magic, version, kind, flags, reserved, mid, seq, cidx, ccount, ts = _FIXED.unpack_from(view)
+        if reserved != 0:
+            raise WireError("reserved header byte is not zero")
         if magic != MAGIC:
             raise WireError("frame does not start with the confide magic bytes")
         if version != VERSION:
