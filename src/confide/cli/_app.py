@@ -266,7 +266,7 @@ def main() -> None:
         err.print("aborted")
         sys.exit(130)
     except ConfideError as exc:
-        err.print(f"[red]error:[/] {exc}", highlight=False)
+        err.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
         sys.exit(1)
     except KeyboardInterrupt:
         sys.exit(130)
