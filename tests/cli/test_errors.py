@@ -86,7 +86,8 @@ def test_bad_consortium_description(
 ) -> None:
     spec = tmp_path / "consortium.yaml"
     spec.write_text(
-        "consortium: x\norganisations: [{id: a}]\nnodes: [{id: n, organisation: zz}]\nresearchers: [{id: r, organisation: a}]\n"
+        "consortium: x\norganisations: [{id: a}]\n"
+        "nodes: [{id: n, organisation: zz}]\nresearchers: [{id: r, organisation: a}]\n"
     )
 
     code, output = _confide(capsys, monkeypatch, "provision", str(spec), "--out", str(tmp_path / "out"))
