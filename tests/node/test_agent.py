@@ -211,3 +211,41 @@ async def test_replayed_input_is_refused_by_the_node(consortium: InProcessConsor
     ran, refused = sorted(finals, key=lambda o: not o.ok)
     assert ran.ok and ran.output is not None
     assert not refused.ok and "received before" in (refused.error or "")
+
+
+async def test_silent_hub_is_detected_and_the_agent_reconnects(consortium: InProcessConsortium) -> None:
+    config = load_node_config(consortium.local.node_config_path("node-a")).model_copy(
+        update={"heartbeat_s": 0.05}
+    )
+    kit = Kit.load(config.kit)
+    connections: list[int] = []
+    second = asyncio.Event()
+
+    async def silent_hub(conn: MemoryConnection) -> None:
+        await conn.recv()  # HELLO
+        welcome = Welcome(node_id="node-a", collaborations=[], heartbeat_s=0.05)
+        await conn.send(encode_control(welcome, HUB, "node-a").encode())
+        connections.append(1)
+        if len(connections) == 2:
+            second.set()
+        await asyncio.Event().wait()  # never answers again, never closes
+
+    agent = Agent(config, kit, MemoryConnector(silent_hub), consortium.pools["node-a"])
+    runner = asyncio.create_task(agent.run())
+    await asyncio.wait_for(second.wait(), 10)
+    runner.cancel()
+
+    assert len(connections) == 2
+
+
+def test_nodes_reconnect_after_a_hub_restart_and_pending_runs_complete(
+    consortium: InProcessConsortium,
+) -> None:
+    consortium.stop_hub()
+    consortium.start_hub()  # same port, same SQLite file
+    consortium.wait_online(timeout_s=30)
+
+    with consortium.client() as client:
+        results = client.run(COLLABORATION, "stats.summary", SUMMARY_PARAMS, timeout_s=30)
+
+    assert [r.ok for r in results] == [True, True, True]

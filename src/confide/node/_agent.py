@@ -23,6 +23,7 @@ import contextlib
 import json
 import logging
 import secrets
+from collections import OrderedDict
 from dataclasses import dataclass
 
 from pydantic import ValidationError
@@ -59,6 +60,7 @@ __all__ = ["Agent"]
 log = logging.getLogger("confide.node")
 BACKOFF_START_S = 1.0
 BACKOFF_MAX_S = 30.0
+FINISHED_KEPT = 10_000  # recent results kept to answer a redelivered run without rerunning it
 
 
 @dataclass
@@ -83,7 +85,7 @@ class Agent:
         self._guard = MemoryReplayGuard()
         self._peers: dict[bytes, PublicParty] = {}
         self._unacked: dict[str, _Sent] = {}
-        self._finished: dict[str, bytes] = {}
+        self._finished: OrderedDict[str, bytes] = OrderedDict()
         self._active: set[str] = set()
         self._conn: Connection | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -154,12 +156,16 @@ class Agent:
         self.connected.set()
         for sent in list(self._unacked.values()):
             await conn.send(sent.frame)
-        heartbeat = asyncio.create_task(
-            self._heartbeats(conn, min(welcome.heartbeat_s, self.config.heartbeat_s))
-        )
+        every_s = min(welcome.heartbeat_s, self.config.heartbeat_s)
+        heartbeat = asyncio.create_task(self._heartbeats(conn, every_s))
         try:
             while True:
-                await self._on_frame(Envelope.decode(await conn.recv()))
+                # The hub answers every heartbeat: silence means a dead link (no FIN seen).
+                try:
+                    frame = await asyncio.wait_for(conn.recv(), 3 * every_s)
+                except TimeoutError:
+                    raise TransportError(f"no frame from the hub for {3 * every_s:.0f} s") from None
+                await self._on_frame(Envelope.decode(frame))
         finally:
             heartbeat.cancel()
 
@@ -290,6 +296,8 @@ class Agent:
         envelope = encode_control(update, self.node_id, HUB, sealed, assignment.task_id)
         frame = envelope.encode()
         self._finished[assignment.run_id] = frame
+        while len(self._finished) > FINISHED_KEPT:
+            self._finished.popitem(last=False)
         self._active.discard(assignment.run_id)
         self._unacked[envelope.message_id.hex()] = _Sent(assignment.run_id, frame)
         if self._conn is not None:

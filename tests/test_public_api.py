@@ -1,0 +1,68 @@
+"""The names each package exports are its public API; changing them is a deliberate act."""
+
+from __future__ import annotations
+
+import importlib
+
+import pytest
+
+import confide
+
+PINNED = {
+    "confide": {"Client", "ConfideError", "__version__"},
+    "confide.algorithms": {"ENTRY_POINT_GROUP", "Algorithm", "DataContext", "available", "get_algorithm"},
+    "confide.client": {"Client", "NodeResult", "TaskResults", "TaskState"},
+    "confide.hub": {"HubSettings", "RunStatus", "Store", "TaskStatus", "create_app", "load_hub_settings"},
+    "confide.kit": {
+        "ConsortiumSpec",
+        "Kit",
+        "KitFile",
+        "describe_validation_error",
+        "load_model",
+        "provision",
+        "provision_spec",
+        "token_hash",
+    },
+    "confide.node": {
+        "Agent",
+        "DataSourceConfig",
+        "LocalData",
+        "NodeConfig",
+        "Policy",
+        "WorkerPool",
+        "load_node_config",
+    },
+    "confide.transport": {
+        "Connection",
+        "Connector",
+        "MemoryConnection",
+        "MemoryConnector",
+        "WebSocketConnection",
+        "WebSocketConnector",
+        "memory_pair",
+        "websocket_url",
+    },
+}
+
+
+@pytest.mark.parametrize("module", sorted(PINNED))
+def test_exported_names_are_pinned(module: str) -> None:
+    imported = importlib.import_module(module)
+
+    assert set(imported.__all__) == PINNED[module]
+    assert all(hasattr(imported, name) for name in imported.__all__)
+
+
+def test_top_level_client_is_the_sdk_client() -> None:
+    from confide.client import Client
+
+    assert confide.Client is Client
+
+
+def test_importing_confide_has_no_side_effects_and_stays_light() -> None:
+    import subprocess
+    import sys
+
+    code = "import sys, confide; print(sorted(m for m in ('fastapi', 'httpx', 'torch', 'pyarrow') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
