@@ -8,10 +8,15 @@ store, so a party added by a later seed import is found.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
 from confide.hub._records import Collaboration, NodeRecord, ResearcherRecord
 from confide.hub._store import Store
 
 __all__ = ["Directory"]
+
+V = TypeVar("V")
 
 
 class Directory:
@@ -38,44 +43,33 @@ class Directory:
 
     async def researcher_by_token_hash(self, token_hash: str) -> ResearcherRecord | None:
         """The researcher whose token hashes to ``token_hash``."""
-        found = self._researchers.get(token_hash)
-        if found is None:
-            found = await self._store.researcher_by_token_hash(token_hash)
-            if found is not None:
-                self._researchers[token_hash] = found
-        return found
+        return await _through(self._researchers, token_hash, self._store.researcher_by_token_hash)
 
     async def node_by_token_hash(self, token_hash: str) -> NodeRecord | None:
         """The node whose token hashes to ``token_hash``."""
-        found = self._nodes.get(token_hash)
-        if found is None:
-            found = await self._store.node_by_token_hash(token_hash)
-            if found is not None:
-                self._nodes[token_hash] = found
-        return found
+        return await _through(self._nodes, token_hash, self._store.node_by_token_hash)
 
     async def certificate(self, party_id: str) -> bytes | None:
         """A party's certificate (PEM)."""
-        found = self._certificates.get(party_id)
-        if found is None:
-            found = await self._store.party_certificate(party_id)
-            if found is not None:
-                self._certificates[party_id] = found
-        return found
+        return await _through(self._certificates, party_id, self._store.party_certificate)
 
     async def collaboration(self, collaboration_id: str) -> Collaboration | None:
         """One collaboration."""
-        found = self._collaborations.get(collaboration_id)
-        if found is None:
-            found = await self._store.collaboration(collaboration_id)
-            if found is not None:
-                self._collaborations[collaboration_id] = found
-        return found
+        return await _through(self._collaborations, collaboration_id, self._store.collaboration)
 
     async def collaborations_of(self, party_id: str) -> list[Collaboration]:
         """Collaborations ``party_id`` belongs to, by id."""
-        found = self._memberships.get(party_id)
-        if found is None:
-            found = await self._store.collaborations_of(party_id)
-            self._memberships[party_id] = found
-        return list(found)
+        found: list[Collaboration] | None = await _through(
+            self._memberships, party_id, self._store.collaborations_of
+        )
+        return list(found or [])
+
+
+async def _through(cache: dict[str, V], key: str, load: Callable[[str], Awaitable[V | None]]) -> V | None:
+    """``cache[key]``, loading and keeping it on a miss; a miss that loads nothing is not kept."""
+    found = cache.get(key)
+    if found is None:
+        found = await load(key)
+        if found is not None:
+            cache[key] = found
+    return found
