@@ -12,7 +12,15 @@ PINNED = {
     "confide": {"Client", "ConfideError", "__version__"},
     "confide.algorithms": {"ENTRY_POINT_GROUP", "Algorithm", "DataContext", "available", "get_algorithm"},
     "confide.client": {"Client", "NodeResult", "TaskResults", "TaskState"},
-    "confide.hub": {"HubSettings", "RunStatus", "Store", "TaskStatus", "create_app", "load_hub_settings"},
+    "confide.hub": {
+        "HubSettings",
+        "RunStatus",
+        "Store",
+        "TaskStatus",
+        "create_app",
+        "load_hub_settings",
+        "preflight",
+    },
     "confide.kit": {
         "ConsortiumSpec",
         "Kit",

@@ -188,3 +188,31 @@ def test_help_for_every_command() -> None:
             timeout=60,
         )
         assert proc.returncode == 0 and "Usage" in proc.stdout, args
+
+
+def test_hub_with_an_unusable_database_is_one_clear_line(prepared: LocalConsortium, tmp_path: Path) -> None:
+    config = tmp_path / "hub.yaml"
+    config.write_text("database_url: postgresql://nobody@127.0.0.1:1/nothing\nport: 1\n")
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "confide", "hub", "start", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+    assert proc.returncode == 1
+    assert "error:" in proc.stderr and "127.0.0.1:1" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_hub_log_level_is_validated(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = tmp_path / "hub.yaml"
+    config.write_text("log_level: loud\n")
+
+    code, output = _confide(capsys, monkeypatch, "hub", "start", "--config", str(config))
+
+    assert code == 1 and "log_level" in output

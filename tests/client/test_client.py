@@ -89,3 +89,13 @@ def test_waiting_on_an_offline_node_names_it(consortium: InProcessConsortium) ->
 
     assert state.status == "completed"
     assert all(r.ok for r in results) and len(results) == 3
+
+
+def test_results_can_be_read_again(consortium: InProcessConsortium) -> None:
+    with consortium.client() as client:
+        first = client.run(COLLABORATION, "stats.summary", SUMMARY_PARAMS, timeout_s=30)
+        again = client.results(first.task_id)
+    with consortium.client() as other_session:
+        later = other_session.results(first.task_id)
+
+    assert first.results == again.results == later.results

@@ -135,7 +135,7 @@ def test_message_older_than_the_window_is_stale() -> None:
     now = _now_ms()
     body = seal(b"old", header=HEADER, sender=ALICE, recipient=NODE_A.public)
 
-    with pytest.raises(StaleMessageError, match=r"from 'alice' is 601 s off.*limit 600 s"):
+    with pytest.raises(StaleMessageError, match=r"from 'alice' is 601 s old.*limit 600 s"):
         _open(body, timestamp_ms=now - DEFAULT_MAX_AGE_MS - 1000, now_ms=now)
 
 

@@ -407,7 +407,7 @@ def test_claiming_another_sender_is_refused() -> None:
 def test_envelope_older_than_the_window_is_stale() -> None:
     sealed = _sealed(timestamp_ms=time.time_ns() // 1_000_000 - DEFAULT_MAX_AGE_MS - 60_000)
 
-    with pytest.raises(StaleMessageError, match="off this machine's clock"):
+    with pytest.raises(StaleMessageError, match="s old"):
         _open(sealed)
 
 

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import signal
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -95,12 +96,14 @@ def hub_start(
     """Serve the hub (REST API for researchers, WebSocket for nodes, docs at /docs)."""
     import uvicorn
 
-    from confide.hub import create_app, load_hub_settings
+    from confide.hub import create_app, load_hub_settings, preflight
 
     settings = load_hub_settings(config)
     settings = settings.model_copy(
         update={k: v for k, v in (("host", host), ("port", port)) if v is not None}
     )
+    # Open, migrate and seed the store here, so a bad URL or seed is one clear error line.
+    asyncio.run(preflight(settings))
     uvicorn.run(
         create_app(settings),
         host=settings.host,
@@ -125,12 +128,16 @@ def node_start(
     agent = Agent(cfg, kit, WebSocketConnector(cfg.hub_url or kit.hub_url))
 
     async def serve() -> None:
+        # SIGTERM (service managers, `kill`) must shut the worker processes down too.
+        main = asyncio.current_task()
+        if main is not None:
+            asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, main.cancel)
         try:
             await agent.run()
         finally:
             await agent.close()
 
-    with contextlib.suppress(KeyboardInterrupt):
+    with contextlib.suppress(KeyboardInterrupt, asyncio.CancelledError):
         asyncio.run(serve())
 
 

@@ -52,7 +52,7 @@ class LocalConsortium:
         port: int = 0,
         extra_env: dict[str, str] | None = None,
     ) -> None:
-        self.root = root
+        self.root = root.resolve()
         self.hospitals = hospitals
         self.rows = rows
         self.port = port or free_port()
@@ -94,7 +94,7 @@ class LocalConsortium:
                 # bob exists but is not in the study: he shows that membership is enforced
                 "researchers": [
                     {"id": RESEARCHER, "organisation": "hospital-a"},
-                    {"id": OUTSIDER, "organisation": "hospital-b"},
+                    {"id": OUTSIDER, "organisation": "hospital-a"},
                 ],
                 "collaborations": [
                     {

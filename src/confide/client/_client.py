@@ -55,6 +55,7 @@ __all__ = ["Client", "NodeResult", "TaskResults", "TaskState"]
 _FINISHED = ("completed", "failed")
 NODES_TTL_S = 30.0
 LONG_POLL_S = 20.0
+RESULT_MAX_AGE_MS = 30 * 24 * 3600 * 1000  # results may be fetched up to 30 days later
 
 
 @dataclass(frozen=True)
@@ -126,7 +127,9 @@ class Client:
         self._peers: dict[str, PublicParty] = {}
         self._verified_pems: dict[bytes, PublicParty] = {}
         self._nodes: dict[str, tuple[float, dict[str, PublicParty]]] = {}
-        self._guard = MemoryReplayGuard()
+        # Results are bound to their task and node; re-reading one is legitimate, so opened
+        # results are kept by envelope rather than refused as replays.
+        self._opened: dict[bytes, NodeResult] = {}
 
     def __enter__(self) -> Client:
         return self
@@ -270,7 +273,11 @@ class Client:
                 None,
                 f"node {node_id!r} refused the task before opening it (see the node's log)",
             )
-        envelope = Envelope.decode(base64.b64decode(row["envelope"]))
+        raw = base64.b64decode(row["envelope"])
+        opened = self._opened.get(raw)
+        if opened is not None:
+            return opened
+        envelope = Envelope.decode(raw)
         if (
             envelope.sender != node_id
             or envelope.task_id != task_id
@@ -285,8 +292,8 @@ class Client:
             envelope,
             me=self.kit.identity,
             sender=sender,
-            guard=self._guard,
-            max_age_ms=30 * 24 * 3600 * 1000,
+            guard=MemoryReplayGuard(),
+            max_age_ms=RESULT_MAX_AGE_MS,
         )
         try:
             outcome = TaskOutcome.model_validate(json.loads(plaintext))
@@ -294,7 +301,9 @@ class Client:
             raise WireError(f"result from {node_id!r} is malformed") from None
         if outcome.node != node_id:
             raise WireError(f"result sealed by {node_id!r} claims to come from {outcome.node!r}")
-        return NodeResult(node_id, outcome.ok, outcome.output, outcome.error)
+        result = NodeResult(node_id, outcome.ok, outcome.output, outcome.error)
+        self._opened[raw] = result
+        return result
 
     def _request(self, method: str, path: str, *, raw: bool = False, **kwargs: Any) -> Any:
         try:

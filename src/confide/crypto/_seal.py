@@ -125,11 +125,15 @@ def open_sealed(
             f"message is addressed to {recipient_id!r}, not to this party ({me.party_id!r})"
         )
     now = _now_ms() if now_ms is None else now_ms
-    if abs(now - timestamp_ms) > max_age_ms:
+    if now - timestamp_ms > max_age_ms:
         raise StaleMessageError(
-            f"message from {sender.party_id!r} is {abs(now - timestamp_ms) / 1000:.0f} s "
-            f"off this machine's clock (limit {max_age_ms / 1000:.0f} s); "
-            "check both clocks (NTP) or resend"
+            f"message from {sender.party_id!r} is {(now - timestamp_ms) / 1000:.0f} s old "
+            f"(limit {max_age_ms / 1000:.0f} s); it was refused: ask the sender to send it again"
+        )
+    if timestamp_ms - now > max_age_ms:
+        raise StaleMessageError(
+            f"message from {sender.party_id!r} is dated {(timestamp_ms - now) / 1000:.0f} s in the "
+            f"future (limit {max_age_ms / 1000:.0f} s); check both machines' clocks (NTP)"
         )
     try:
         plaintext = _SUITE.decrypt(body.ciphertext, me.unseal_key, info=header)

@@ -7,9 +7,9 @@
 - ``_records``: what is stored; ``_audit``: the audit writer
 """
 
-from confide.hub._app import create_app
+from confide.hub._app import create_app, preflight
 from confide.hub._records import RunStatus, TaskStatus
 from confide.hub._settings import HubSettings, load_hub_settings
 from confide.hub._store import Store
 
-__all__ = ["HubSettings", "RunStatus", "Store", "TaskStatus", "create_app", "load_hub_settings"]
+__all__ = ["HubSettings", "RunStatus", "Store", "TaskStatus", "create_app", "load_hub_settings", "preflight"]

@@ -39,7 +39,7 @@ from confide.hub._settings import HubSettings
 from confide.hub._store import Store
 from confide.hub._watch import TaskWatch
 
-__all__ = ["create_app"]
+__all__ = ["create_app", "preflight"]
 
 log = logging.getLogger("confide.hub")
 Scope = MutableMapping[str, Any]
@@ -109,6 +109,17 @@ def create_app(settings: HubSettings, store: Store | None = None) -> FastAPI:
 
     app.add_middleware(_AuditMiddleware)
     return app
+
+
+async def preflight(settings: HubSettings) -> None:
+    """Open, migrate and seed the configured store once, raising a clear error on failure."""
+    store = _sql_store(settings.database_url)
+    try:
+        await store.initialise()
+        if settings.seed_file is not None:
+            await store.seed(load_seed(settings.seed_file))
+    finally:
+        await store.close()
 
 
 def _sql_store(url: str) -> Store:

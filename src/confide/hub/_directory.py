@@ -2,8 +2,8 @@
 
 The directory changes only when the hub imports its seed at start, so answers from the
 store are kept for the life of the process and authentication and membership checks
-cost no database round trip after the first. Misses (an unknown token) always go to the
-store, so a party added by a later seed import is found.
+cost no database round trip after the first. A lookup that finds nothing (an unknown
+token) is not kept and goes to the store every time; memberships are kept as found.
 """
 
 from __future__ import annotations

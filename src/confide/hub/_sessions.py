@@ -9,10 +9,11 @@ Session steps:
 
 1. the first frame must be a HELLO with a token whose hash names that node, within 10 s;
    anything else gets an ERROR frame and the connection is closed;
-2. WELCOME, then every unfinished run addressed to the node (RUN frames), marked delivered;
-   (a run stays *pending* until the node reports it running, so a run lost with a
-   connection is simply delivered again when the node returns);
-3. then RUN_STATUS frames: RUNNING updates the run, COMPLETED / FAILED stores the sealed
+2. WELCOME, then every unfinished run addressed to the node (RUN frames); a run stays
+   *pending* in the store until it finishes, so a run lost with a connection is simply
+   delivered again when the node returns;
+3. then RUN_STATUS frames: RUNNING is noted in memory (progress for researchers),
+   COMPLETED / FAILED stores the sealed
    result and is acknowledged (ACK) only after the store write, so a node resends until
    the result is safe; a duplicate of a stored result is acknowledged again;
 4. on disconnect the node is marked offline; its unfinished runs wait for it to return.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -33,7 +34,7 @@ class HubSettings(BaseModel):
     heartbeat_s: float = Field(default=20.0, gt=0)
     max_wait_s: float = Field(default=25.0, gt=0, le=300)
     mailbox_ttl_s: float = Field(default=7 * 24 * 3600, gt=0)
-    log_level: str = "info"
+    log_level: Literal["critical", "error", "warning", "info", "debug", "trace"] = "info"
 
     def resolved(self, base: Path) -> HubSettings:
         """Resolve relative file paths and SQLite URLs against ``base``."""

@@ -279,7 +279,12 @@ class Agent:
             raise WireError(
                 f"run {assignment.run_id}: attachment is not the input of task {assignment.task_id}"
             )
-        plaintext = open_envelope(envelope, me=self.kit.identity, sender=researcher, guard=self._guard)
+        # A run may wait at the hub while this node is offline: inputs stay valid for
+        # input_max_age_s, and their ids are remembered for as long.
+        max_age_ms = int(self.config.input_max_age_s * 1000)
+        plaintext = open_envelope(
+            envelope, me=self.kit.identity, sender=researcher, guard=self._guard, max_age_ms=max_age_ms
+        )
         try:
             request = TaskRequest.model_validate(json.loads(plaintext))
         except (ValidationError, ValueError):

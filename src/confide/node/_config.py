@@ -78,6 +78,7 @@ class NodeConfig(BaseModel):
     policy: Policy = Field(default_factory=Policy)
     workers: int = Field(default=1, ge=1, le=64)
     heartbeat_s: float = Field(default=20.0, gt=0)
+    input_max_age_s: float = Field(default=7 * 24 * 3600, gt=0)
 
     @model_validator(mode="after")
     def _unique_tables(self) -> NodeConfig:

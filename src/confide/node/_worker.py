@@ -48,8 +48,11 @@ def _run_step(algorithm: str, params: dict[str, object]) -> StepOutcome:
     except ConfideError as exc:
         return StepOutcome(None, str(exc))
     except Exception as exc:  # an algorithm's own bug: report it, keep the worker
+        # The exception text may quote data: it stays in the node's log.
         log.exception("algorithm %s failed", algorithm)
-        return StepOutcome(None, f"{algorithm} failed: {type(exc).__name__}: {exc}")
+        return StepOutcome(
+            None, f"{algorithm} failed with {type(exc).__name__}; the node's log has the details"
+        )
 
 
 def _warm() -> bool:

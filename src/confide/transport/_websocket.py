@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import ssl
 
 from websockets.asyncio.client import ClientConnection, connect
@@ -12,6 +13,7 @@ from confide._errors import TransportError
 __all__ = ["WebSocketConnection", "WebSocketConnector", "websocket_url"]
 
 MAX_FRAME = 64 * 1024 * 1024
+CLOSE_TIMEOUT_S = 2.0
 
 
 def websocket_url(hub_url: str, path: str = "/ws/node") -> str:
@@ -46,7 +48,11 @@ class WebSocketConnection:
         return message
 
     async def close(self) -> None:
-        await self._ws.close()
+        # A closing handshake the hub never answers must not keep the socket open.
+        try:
+            await asyncio.wait_for(self._ws.close(), CLOSE_TIMEOUT_S)
+        except TimeoutError:
+            self._ws.transport.abort()
 
 
 class WebSocketConnector:
@@ -59,7 +65,9 @@ class WebSocketConnector:
         self._ssl = ssl_context
 
     async def connect(self) -> WebSocketConnection:
-        tls = self._ssl if self.url.startswith("wss://") else None
+        tls: ssl.SSLContext | None = None
+        if self.url.startswith("wss://"):
+            tls = self._ssl or ssl.create_default_context()
         try:
             ws = await connect(self.url, max_size=MAX_FRAME, open_timeout=10, compression=None, ssl=tls)
         except (OSError, InvalidHandshake, InvalidURI, TimeoutError) as exc:

@@ -1,0 +1,40 @@
+"""Processes started for a local consortium shut down cleanly, worker processes included."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from pathlib import Path
+
+from confide.cli._consortium import LocalConsortium
+
+
+def _children(pid: int) -> set[int]:
+    out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True, check=False).stdout
+    return {int(p) for p in out.split()}
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    stat = Path(f"/proc/{pid}/stat")
+    return stat.exists() and stat.read_text().split()[2] != "Z"
+
+
+def test_sigterm_stops_a_node_and_its_worker_processes(tmp_path: Path) -> None:
+    consortium = LocalConsortium(Path(os.path.relpath(tmp_path / "c")), hospitals=1)
+    with consortium:
+        node = consortium.processes["node-a"]
+        workers = _children(node.pid)
+        assert workers, "the node should have started its worker processes"
+
+        code = consortium.stop("node-a")  # SIGTERM
+
+        assert code == 0
+        deadline = time.monotonic() + 10  # the pool's shutdown joins its workers
+        while any(_alive(w) for w in workers) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not any(_alive(w) for w in workers)
