@@ -143,3 +143,30 @@ def test_malformed_ids_are_rejected(consortium: InProcessConsortium, path: str) 
     alice = Kit.load(consortium.researcher_kit)
     response = httpx.get(_url(consortium, path), headers={"Authorization": f"Bearer {alice.token}"})
     assert response.status_code in (404, 422)
+
+
+async def test_a_node_cannot_file_a_result_for_another_nodes_run(consortium: InProcessConsortium) -> None:
+    from websockets.asyncio.client import connect
+
+    from confide.wire import HUB, ErrorNotice, Hello, RunStatusUpdate, decode_control, encode_control
+
+    with consortium.client() as client:
+        consortium.stop_node("node-b")
+        consortium.wait_online(["node-b"], online=False)
+        task_id = client.submit(COLLABORATION, "stats.summary", SUMMARY_PARAMS, nodes=["node-b"])
+    node_a = Kit.load(consortium.local.kits / "nodes" / "node-a")
+    consortium.stop_node("node-a")
+    url = consortium.local.hub_url.replace("http://", "ws://") + "/ws/node"
+    forged = Envelope.new(MessageKind.TASK_RESULT, "node-b", "alice", task_id=task_id)
+
+    async with connect(url) as ws:
+        await ws.send(encode_control(Hello(node_id="node-a", token=node_a.token), "node-a", HUB).encode())
+        await ws.recv()  # WELCOME
+        update = RunStatusUpdate(run_id=f"{task_id}-node-b", status="completed")
+        await ws.send(encode_control(update, "node-a", HUB, forged.encode(), task_id).encode())
+        reply = Envelope.decode(await ws.recv())
+
+    notice, _ = decode_control(reply, ErrorNotice)
+    assert "not addressed to node node-a" in notice.message or "not open for node node-a" in notice.message
+    with consortium.client() as client:
+        assert client.status(task_id).runs == {"node-b": "pending"}
