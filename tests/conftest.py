@@ -1,5 +1,10 @@
 """Shared fixtures: a consortium with a real hub (uvicorn on a loopback port) and real node agents.
 
+In-process consortia speak plain HTTP by default: with TLS, a hub, agents and clients in
+one process on several threads crashed CPython 3.11's garbage collector now and then
+(a segfault inside ``_ssl`` finalisation; never seen with separate processes). TLS is
+tested end to end with separate processes (``tests/cli``), as it is deployed.
+
 The hub and the agents run in one background event loop in this process, so tests stay
 fast; every byte still crosses real sockets (HTTP for the researcher, WebSocket for nodes).
 """
@@ -8,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ssl
 import threading
 from collections.abc import Coroutine, Iterator
 from concurrent.futures import Future
@@ -49,8 +55,10 @@ class BackgroundLoop:
 class InProcessConsortium:
     """A provisioned consortium whose hub and agents run in a background loop."""
 
-    def __init__(self, root: Path, hospitals: int = 3, rows: int = 200, hub_port: int = 0) -> None:
-        self.local = LocalConsortium(root, hospitals=hospitals, rows=rows)
+    def __init__(
+        self, root: Path, hospitals: int = 3, rows: int = 200, hub_port: int = 0, tls: bool = False
+    ) -> None:
+        self.local = LocalConsortium(root, hospitals=hospitals, rows=rows, tls=tls)
         self.local.prepare()
         self.hub_port = hub_port or self.local.port
         self.bg = BackgroundLoop()
@@ -59,6 +67,11 @@ class InProcessConsortium:
         self.agent_tasks: dict[str, Future[None]] = {}
         self.pools: dict[str, WorkerPool] = {}
         self.hub_settings = load_hub_settings(self.local.kits / "hub" / "hub.yaml")
+
+    @property
+    def verify(self) -> ssl.SSLContext | bool:
+        """What an httpx call to this hub should verify against."""
+        return self.local.tls_context() if self.local.tls else True
 
     @property
     def node_ids(self) -> list[str]:
@@ -84,6 +97,8 @@ class InProcessConsortium:
             log_level="warning",
             ws="websockets-sansio",
             lifespan="on",
+            ssl_certfile=str(self.hub_settings.tls_cert) if self.hub_settings.tls else None,
+            ssl_keyfile=str(self.hub_settings.tls_key) if self.hub_settings.tls else None,
         )
         self.server = uvicorn.Server(config)
         self.serving = self.bg.submit(self.server.serve())
@@ -97,6 +112,7 @@ class InProcessConsortium:
 
     def stop_hub(self) -> None:
         if self.server is not None:
+            self.bg.call(self.app.state.longpoll.close())  # answer held long-polls now
             self.server.should_exit = True
             self.serving.result(15)
             self.server = None
@@ -109,7 +125,9 @@ class InProcessConsortium:
         pool = workers or self.pools.get(node_id) or WorkerPool(config.data, 1)
         if workers is None:
             self.pools[node_id] = pool
-        agent = Agent(config, kit, WebSocketConnector(hub_url or kit.hub_url), pool)
+        url = hub_url or kit.hub_url
+        tls = kit.tls_context() if url.startswith("https://") else None
+        agent = Agent(config, kit, WebSocketConnector(url, tls), pool)
         self.agents[node_id] = agent
         self.agent_tasks[node_id] = self.bg.submit(agent.run())
         return agent

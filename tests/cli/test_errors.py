@@ -192,7 +192,7 @@ def test_help_for_every_command() -> None:
 
 def test_hub_with_an_unusable_database_is_one_clear_line(prepared: LocalConsortium, tmp_path: Path) -> None:
     config = tmp_path / "hub.yaml"
-    config.write_text("database_url: postgresql://nobody@127.0.0.1:1/nothing\nport: 1\n")
+    config.write_text("database_url: postgresql://nobody@127.0.0.1:1/nothing\nport: 1\ninsecure: true\n")
 
     proc = subprocess.run(
         [sys.executable, "-m", "confide", "hub", "start", "--config", str(config)],

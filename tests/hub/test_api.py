@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+from typing import Any
 
 import httpx
 import pytest
@@ -16,9 +17,17 @@ def _url(c: InProcessConsortium, path: str) -> str:
     return c.local.hub_url + path
 
 
+def _get(c: InProcessConsortium, path: str, **kw: Any) -> httpx.Response:
+    return httpx.get(_url(c, path), verify=c.verify, **kw)
+
+
+def _post(c: InProcessConsortium, path: str, **kw: Any) -> httpx.Response:
+    return httpx.post(_url(c, path), verify=c.verify, **kw)
+
+
 def test_missing_and_wrong_credentials_get_401_with_advice(consortium: InProcessConsortium) -> None:
-    missing = httpx.get(_url(consortium, "/api/whoami"))
-    wrong = httpx.get(_url(consortium, "/api/whoami"), headers={"Authorization": "Bearer not-a-real-token"})
+    missing = _get(consortium, ("/api/whoami"))
+    wrong = _get(consortium, ("/api/whoami"), headers={"Authorization": "Bearer not-a-real-token"})
 
     assert missing.status_code == 401 and "Bearer" in missing.json()["message"]
     assert wrong.status_code == 401 and "kit" in wrong.json()["message"]
@@ -29,21 +38,22 @@ def test_researcher_outside_the_collaboration_sees_nothing(consortium: InProcess
         task_id = alice.submit(COLLABORATION, "stats.summary", SUMMARY_PARAMS)
     with consortium.client("bob") as bob:
         bob_kit = bob.kit
-        collab = httpx.get(
-            _url(consortium, f"/api/collaborations/{COLLABORATION}"),
+        collab = _get(
+            consortium,
+            (f"/api/collaborations/{COLLABORATION}"),
             headers={"Authorization": f"Bearer {bob_kit.token}"},
         )
-        task = httpx.get(
-            _url(consortium, f"/api/tasks/{task_id}"),
+        task = _get(
+            consortium,
+            (f"/api/tasks/{task_id}"),
             headers={"Authorization": f"Bearer {bob_kit.token}"},
         )
-        results = httpx.get(
-            _url(consortium, f"/api/tasks/{task_id}/results"),
+        results = _get(
+            consortium,
+            (f"/api/tasks/{task_id}/results"),
             headers={"Authorization": f"Bearer {bob_kit.token}"},
         )
-        listed = httpx.get(
-            _url(consortium, "/api/tasks"), headers={"Authorization": f"Bearer {bob_kit.token}"}
-        )
+        listed = _get(consortium, ("/api/tasks"), headers={"Authorization": f"Bearer {bob_kit.token}"})
 
     assert collab.status_code == 403 and "not a member" in collab.json()["message"]
     assert task.status_code == 404 and results.status_code == 404
@@ -69,21 +79,21 @@ def test_hub_refuses_inputs_not_sealed_for_their_node(consortium: InProcessConso
         "inputs": {"node-b": _sealed_input(alice, node_a, "t1")},
     }
 
-    crossed = httpx.post(_url(consortium, "/api/tasks"), json=body, headers=headers)
-    bad_b64 = httpx.post(
-        _url(consortium, "/api/tasks"), json={**body, "inputs": {"node-a": "%%%"}}, headers=headers
-    )
-    wrong_task = httpx.post(
-        _url(consortium, "/api/tasks"),
+    crossed = _post(consortium, ("/api/tasks"), json=body, headers=headers)
+    bad_b64 = _post(consortium, ("/api/tasks"), json={**body, "inputs": {"node-a": "%%%"}}, headers=headers)
+    wrong_task = _post(
+        consortium,
+        ("/api/tasks"),
         json={**body, "id": "t2", "inputs": {"node-a": _sealed_input(alice, node_a, "t1")}},
         headers=headers,
     )
-    outsider = httpx.post(
-        _url(consortium, "/api/tasks"),
+    outsider = _post(
+        consortium,
+        ("/api/tasks"),
         json={**body, "inputs": {"node-x": _sealed_input(alice, node_a, "t1")}},
         headers=headers,
     )
-    extra = httpx.post(_url(consortium, "/api/tasks"), json={**body, "surprise": 1}, headers=headers)
+    extra = _post(consortium, ("/api/tasks"), json={**body, "surprise": 1}, headers=headers)
 
     assert crossed.status_code == 400 and "node-b" in crossed.json()["message"]
     assert bad_b64.status_code == 400 and "base64" in bad_b64.json()["message"]
@@ -91,7 +101,7 @@ def test_hub_refuses_inputs_not_sealed_for_their_node(consortium: InProcessConso
     assert outsider.status_code == 403 and "node-x" in outsider.json()["message"]
     assert extra.status_code == 422
     # nothing was half-written
-    assert httpx.get(_url(consortium, "/api/tasks"), headers=headers).json() == []
+    assert _get(consortium, ("/api/tasks"), headers=headers).json() == []
 
 
 def test_duplicate_task_id_is_a_conflict_and_keeps_the_first(
@@ -107,8 +117,8 @@ def test_duplicate_task_id_is_a_conflict_and_keeps_the_first(
         "inputs": {"node-a": _sealed_input(alice, node_a, "dup")},
     }
 
-    first = httpx.post(_url(consortium, "/api/tasks"), json=body, headers=headers)
-    second = httpx.post(_url(consortium, "/api/tasks"), json=body, headers=headers)
+    first = _post(consortium, ("/api/tasks"), json=body, headers=headers)
+    second = _post(consortium, ("/api/tasks"), json=body, headers=headers)
 
     assert first.status_code == 201
     assert second.status_code == 409
@@ -117,7 +127,7 @@ def test_duplicate_task_id_is_a_conflict_and_keeps_the_first(
 def test_every_call_is_audited_with_its_actor_and_outcome(consortium: InProcessConsortium) -> None:
     with consortium.client("alice") as alice:
         alice.run(COLLABORATION, "stats.summary", SUMMARY_PARAMS, timeout_s=30)
-    httpx.get(_url(consortium, "/api/whoami"), headers={"Authorization": "Bearer forged"})
+    _get(consortium, ("/api/whoami"), headers={"Authorization": "Bearer forged"})
 
     state = consortium.app_state
     consortium.bg.call(state.audit.flush())
@@ -131,8 +141,8 @@ def test_every_call_is_audited_with_its_actor_and_outcome(consortium: InProcessC
 
 
 def test_openapi_docs_are_served(consortium: InProcessConsortium) -> None:
-    docs = httpx.get(_url(consortium, "/docs"))
-    spec = httpx.get(_url(consortium, "/openapi.json")).json()
+    docs = _get(consortium, ("/docs"))
+    spec = _get(consortium, ("/openapi.json")).json()
 
     assert docs.status_code == 200
     assert "/api/tasks" in spec["paths"] and "/api/tasks/{task_id}/results" in spec["paths"]
@@ -141,7 +151,7 @@ def test_openapi_docs_are_served(consortium: InProcessConsortium) -> None:
 @pytest.mark.parametrize("path", ["/api/tasks/..%2F..", "/api/tasks/" + "x" * 300])
 def test_malformed_ids_are_rejected(consortium: InProcessConsortium, path: str) -> None:
     alice = Kit.load(consortium.researcher_kit)
-    response = httpx.get(_url(consortium, path), headers={"Authorization": f"Bearer {alice.token}"})
+    response = _get(consortium, (path), headers={"Authorization": f"Bearer {alice.token}"})
     assert response.status_code in (404, 422)
 
 
@@ -156,10 +166,10 @@ async def test_a_node_cannot_file_a_result_for_another_nodes_run(consortium: InP
         task_id = client.submit(COLLABORATION, "stats.summary", SUMMARY_PARAMS, nodes=["node-b"])
     node_a = Kit.load(consortium.local.kits / "nodes" / "node-a")
     consortium.stop_node("node-a")
-    url = consortium.local.hub_url.replace("http://", "ws://") + "/ws/node"
+    url = consortium.local.hub_url.replace("https://", "wss://").replace("http://", "ws://") + "/ws/node"
     forged = Envelope.new(MessageKind.TASK_RESULT, "node-b", "alice", task_id=task_id)
 
-    async with connect(url) as ws:
+    async with connect(url, ssl=consortium.local.tls_context() if consortium.local.tls else None) as ws:
         await ws.send(encode_control(Hello(node_id="node-a", token=node_a.token), "node-a", HUB).encode())
         await ws.recv()  # WELCOME
         update = RunStatusUpdate(run_id=f"{task_id}-node-b", status="completed")

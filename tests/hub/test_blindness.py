@@ -79,7 +79,8 @@ def _needles() -> list[bytes]:
 
 def test_canaries_never_reach_the_hub(tmp_path: Path, caplog: object) -> None:
     relay_port, hub_port = free_port(), free_port()
-    c = InProcessConsortium(tmp_path / "c", hub_port=hub_port)
+    # plain HTTP: the relay then sees exactly what the hub's application sees
+    c = InProcessConsortium(tmp_path / "c", hub_port=hub_port, tls=False)
     # kits point at the relay's port; the hub listens behind it
     assert c.local.port != hub_port
     c.local.port = relay_port

@@ -171,6 +171,10 @@ def test_hub_settings_point_at_the_seed(provisioned: Path) -> None:
         "port": 8443,
         "database_url": "sqlite:///hub.db",
         "seed_file": "seed.json",
+        "grpc_port": 8444,
+        "tls_cert": "tls.crt",
+        "tls_key": "tls.key",
+        "insecure": False,
     }
 
 
@@ -188,17 +192,26 @@ def test_hub_gets_the_ca_and_a_tls_certificate_for_its_hostnames(provisioned: Pa
 def test_kit_yaml_holds_the_documented_fields(provisioned: Path) -> None:
     meta = yaml.safe_load((provisioned / "nodes" / "node-b" / "kit.yaml").read_text())
 
-    assert set(meta) == {"consortium", "party_id", "organisation", "role", "hub_url", "token"}
+    assert set(meta) == {"consortium", "party_id", "organisation", "role", "hub_url", "hub_grpc", "token"}
     assert (meta["party_id"], meta["organisation"], meta["role"]) == ("node-b", "org-b", "node")
 
 
-def test_default_hub_is_local_http(tmp_path: Path) -> None:
+def test_default_hub_is_local_https_with_grpc_next_door(tmp_path: Path) -> None:
     out = provision(write_spec(tmp_path, MINIMAL_YAML), tmp_path / "out")
 
     settings = yaml.safe_load((out / "hub" / "hub.yaml").read_text())
+    kit = Kit.load(out / "researchers" / "alice")
 
-    assert (settings["host"], settings["port"]) == ("127.0.0.1", 8700)
-    assert Kit.load(out / "researchers" / "alice").hub_url == "http://127.0.0.1:8700"
+    assert (settings["host"], settings["port"], settings["grpc_port"]) == ("127.0.0.1", 8700, 8701)
+    assert (settings["tls_cert"], settings["tls_key"], settings["insecure"]) == ("tls.crt", "tls.key", False)
+    assert (kit.hub_url, kit.hub_grpc) == ("https://127.0.0.1:8700", "127.0.0.1:8701")
+
+
+def test_an_http_hub_url_is_written_as_an_explicitly_insecure_hub(tmp_path: Path) -> None:
+    text = MINIMAL_YAML + "hub: {url: 'http://127.0.0.1:9000'}\n"
+    out = provision(write_spec(tmp_path, text), tmp_path / "out")
+
+    assert yaml.safe_load((out / "hub" / "hub.yaml").read_text())["insecure"] is True
 
 
 def test_provision_spec_accepts_a_parsed_description(tmp_path: Path) -> None:

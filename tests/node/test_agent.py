@@ -35,7 +35,7 @@ from tests.conftest import COLLABORATION, SUMMARY_PARAMS, InProcessConsortium
 def test_wrong_token_stops_the_agent_with_a_clear_error(consortium: InProcessConsortium) -> None:
     config = load_node_config(consortium.local.node_config_path("node-a"))
     kit = dataclasses.replace(Kit.load(config.kit), token="x" * 43)
-    agent = Agent(config, kit, WebSocketConnector(kit.hub_url), consortium.pools["node-a"])
+    agent = Agent(config, kit, WebSocketConnector(kit.hub_url, kit.tls_context()), consortium.pools["node-a"])
 
     with pytest.raises(AuthError, match=r"refused node 'node-a'.*token"):
         consortium.bg.call(agent.run())
@@ -45,7 +45,7 @@ def test_another_nodes_token_is_refused(consortium: InProcessConsortium) -> None
     config = load_node_config(consortium.local.node_config_path("node-a"))
     other = Kit.load(consortium.local.kits / "nodes" / "node-b")
     kit = dataclasses.replace(Kit.load(config.kit), token=other.token)
-    agent = Agent(config, kit, WebSocketConnector(kit.hub_url), consortium.pools["node-a"])
+    agent = Agent(config, kit, WebSocketConnector(kit.hub_url, kit.tls_context()), consortium.pools["node-a"])
 
     with pytest.raises(AuthError, match="node-a"):
         consortium.bg.call(agent.run())

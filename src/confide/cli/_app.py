@@ -11,8 +11,10 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import signal
 import sys
+from collections.abc import Coroutine
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -92,25 +94,39 @@ def hub_start(
     config: Annotated[Path, typer.Option("--config", "-c", help="hub.yaml written by provision.")],
     host: Annotated[str | None, typer.Option(help="Override the listen address.")] = None,
     port: Annotated[int | None, typer.Option(help="Override the port.")] = None,
+    insecure: Annotated[
+        bool, typer.Option("--insecure", help="Serve plain HTTP (local development only).")
+    ] = False,
 ) -> None:
-    """Serve the hub (REST API for researchers, WebSocket for nodes, docs at /docs)."""
+    """Serve the hub: REST API for researchers; WebSocket, gRPC and long-polling for nodes."""
     import uvicorn
 
     from confide.hub import create_app, load_hub_settings, preflight
 
     settings = load_hub_settings(config)
-    settings = settings.model_copy(
-        update={k: v for k, v in (("host", host), ("port", port)) if v is not None}
-    )
+    overrides = {"host": host, "port": port, "insecure": True if insecure else None}
+    settings = settings.model_copy(update={k: v for k, v in overrides.items() if v is not None})
+    if not settings.tls and not settings.insecure:
+        raise ConfigError(
+            f"{config} names no tls_cert and tls_key, so the hub would serve plain HTTP; "
+            "use the files 'confide provision' wrote, or pass --insecure for local development"
+        )
     # Open, migrate and seed the store here, so a bad URL or seed is one clear error line.
     asyncio.run(preflight(settings))
+    tls = (
+        {"ssl_certfile": str(settings.tls_cert), "ssl_keyfile": str(settings.tls_key)} if settings.tls else {}
+    )
     uvicorn.run(
         create_app(settings),
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level,
         ws="websockets-sansio",
+        loop="auto",  # uvloop where installed (its TLS is much faster than asyncio's)
+        http="auto",  # httptools where installed
+        timeout_graceful_shutdown=5,  # held long-polls must not delay a shutdown
         ws_max_size=64 * 1024 * 1024,
+        **tls,  # type: ignore[arg-type]
     )
 
 
@@ -120,12 +136,11 @@ def node_start(
 ) -> None:
     """Connect this hospital's node to the hub and serve runs until stopped."""
     from confide.kit import Kit
-    from confide.node import Agent, load_node_config
-    from confide.transport import WebSocketConnector
+    from confide.node import Agent, hub_connector, load_node_config
 
     cfg = load_node_config(config)
     kit = Kit.load(cfg.kit)
-    agent = Agent(cfg, kit, WebSocketConnector(cfg.hub_url or kit.hub_url))
+    agent = Agent(cfg, kit, hub_connector(cfg, kit))
 
     async def serve() -> None:
         # SIGTERM (service managers, `kill`) must shut the worker processes down too.
@@ -138,7 +153,7 @@ def node_start(
             await agent.close()
 
     with contextlib.suppress(KeyboardInterrupt, asyncio.CancelledError):
-        asyncio.run(serve())
+        _run_loop(serve())
 
 
 @task_app.command("submit")
@@ -238,6 +253,16 @@ def demo(
     run_demo(out, keep=keep, port=port)
 
 
+def _run_loop(main: Coroutine[Any, Any, None]) -> None:
+    """Run ``main`` on uvloop where it is installed (faster TLS), else on asyncio's loop."""
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(main)
+        return
+    uvloop.run(main)
+
+
 def _parse_params(text: str) -> dict[str, Any]:
     source = "--params"
     if text.startswith("@"):
@@ -264,6 +289,8 @@ def _results_json(results: Any) -> dict[str, Any]:
 
 def main() -> None:
     """Entry point: run the CLI, turning confide errors into one clear line."""
+    # gRPC's C core logs every failed handshake to stderr unless told otherwise.
+    os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
     try:
         code = app(standalone_mode=False)
     except click.ClickException as exc:

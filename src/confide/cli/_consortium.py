@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -51,12 +52,17 @@ class LocalConsortium:
         rows: int = 400,
         port: int = 0,
         extra_env: dict[str, str] | None = None,
+        tls: bool = True,
+        transports: list[str] | None = None,
     ) -> None:
         self.root = root.resolve()
         self.hospitals = hospitals
         self.rows = rows
         self.port = port or free_port()
-        self.hub_url = f"http://127.0.0.1:{self.port}"
+        self.grpc_port = free_port()
+        self.tls = tls
+        self.transports = transports
+        self.hub_url = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}"
         self.node_ids = [f"node-{chr(ord('a') + i)}" for i in range(hospitals)]
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
         self._env = {**os.environ, **(extra_env or {})}
@@ -86,7 +92,7 @@ class LocalConsortium:
         spec = ConsortiumSpec.model_validate(
             {
                 "consortium": "demo",
-                "hub": {"url": self.hub_url},
+                "hub": {"url": self.hub_url, "grpc_port": self.grpc_port},
                 "organisations": [
                     {"id": f"hospital-{n[-1]}", "name": f"Hospital {n[-1].upper()}"} for n in self.node_ids
                 ],
@@ -122,6 +128,7 @@ class LocalConsortium:
                         "columns": PATIENT_COLUMNS,
                     }
                 ],
+                **({"transports": self.transports} if self.transports else {}),
                 "policy": {
                     "collaborations": [COLLABORATION],
                     "researchers": [RESEARCHER],
@@ -134,6 +141,10 @@ class LocalConsortium:
         settings.update({"port": self.port, "log_level": "warning"})
         hub_yaml.write_text(yaml.safe_dump(settings, sort_keys=False))
 
+    def tls_context(self) -> ssl.SSLContext:
+        """A client TLS context trusting this consortium's CA."""
+        return ssl.create_default_context(cafile=self.kits / "ca" / "ca.crt")
+
     def start_hub(self) -> None:
         """Start the hub process and wait for its health check."""
         self._spawn("hub", ["hub", "start", "--config", str(self.kits / "hub" / "hub.yaml")])
@@ -141,7 +152,8 @@ class LocalConsortium:
         while time.monotonic() < deadline:
             self._check_alive("hub")
             try:
-                if httpx.get(self.hub_url + "/health", timeout=1).status_code == 200:
+                health = httpx.get(self.hub_url + "/health", timeout=1, verify=self.tls_context())
+                if health.status_code == 200:
                     return
             except httpx.TransportError:
                 pass

@@ -121,6 +121,8 @@ class Client:
             )
         self._http = httpx.Client(
             base_url=self.kit.hub_url,
+            # the hub's certificate comes from the consortium CA; HTTPS_PROXY is honoured
+            verify=self.kit.tls_context() if self.kit.hub_url.startswith("https://") else True,
             headers={"Authorization": f"Bearer {self.kit.token}"},
             timeout=httpx.Timeout(timeout_s),
         )

@@ -32,6 +32,8 @@ from confide._version import __version__
 from confide.hub._api import router
 from confide.hub._audit import AuditLog
 from confide.hub._directory import Directory
+from confide.hub._longpoll import LongPollHub
+from confide.hub._longpoll import router as longpoll_router
 from confide.hub._seed import load_seed
 from confide.hub._service import HubService
 from confide.hub._sessions import NodeSessions
@@ -78,18 +80,32 @@ def create_app(settings: HubSettings, store: Store | None = None) -> FastAPI:
         app.state.audit = audit
         app.state.sessions = sessions
         app.state.service = HubService(the_store, directory, sessions, watch)
+        app.state.longpoll = LongPollHub(sessions.serve, hold_s=settings.max_wait_s)
+        grpc_server = None
+        if settings.grpc_port is not None:
+            from confide.hub._grpc import GrpcNodeServer
+
+            tls = None
+            if settings.tls and settings.tls_cert is not None and settings.tls_key is not None:
+                tls = (settings.tls_cert.read_bytes(), settings.tls_key.read_bytes())
+            grpc_server = GrpcNodeServer(sessions.serve, settings.host, settings.grpc_port, tls)
+            app.state.grpc_port = await grpc_server.start()
         purger = asyncio.create_task(_purge_mailbox(the_store), name="confide-purge")
         log.info("hub %s ready (store %s)", __version__, settings.database_url.split("@")[-1])
         try:
             yield
         finally:
             purger.cancel()
+            await app.state.longpoll.close()
+            if grpc_server is not None:
+                await grpc_server.stop()
             await sessions.close_all()
             await audit.close()
             await the_store.close()
 
     app = FastAPI(title="confide hub", version=__version__, lifespan=lifespan, docs_url="/docs")
     app.include_router(router)
+    app.include_router(longpoll_router)
 
     @app.exception_handler(ConfideError)
     async def _confide_error(request: Request, exc: ConfideError) -> JSONResponse:

@@ -22,7 +22,10 @@ class HubSettings(BaseModel):
         ``postgresql://`` URL.
     seed_file : the ``seed.json`` written by ``confide provision``; imported at start.
     heartbeat_s : how often nodes are asked to show they are alive.
-    max_wait_s : the longest a researcher's long-poll is held.
+    max_wait_s : the longest a researcher's or node's long-poll is held.
+    tls_cert, tls_key : the hub's TLS certificate and key (PEM; ``provision`` writes them).
+    insecure : serve plain HTTP (local development only; ``--insecure``).
+    grpc_port : where the gRPC transport listens (``None``: not served).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -35,12 +38,23 @@ class HubSettings(BaseModel):
     max_wait_s: float = Field(default=25.0, gt=0, le=300)
     mailbox_ttl_s: float = Field(default=7 * 24 * 3600, gt=0)
     log_level: Literal["critical", "error", "warning", "info", "debug", "trace"] = "info"
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    insecure: bool = False
+    grpc_port: int | None = Field(default=None, ge=0, le=65535)
+
+    @property
+    def tls(self) -> bool:
+        """Whether the hub serves TLS."""
+        return not self.insecure and self.tls_cert is not None and self.tls_key is not None
 
     def resolved(self, base: Path) -> HubSettings:
         """Resolve relative file paths and SQLite URLs against ``base``."""
         update: dict[str, object] = {}
-        if self.seed_file is not None and not self.seed_file.is_absolute():
-            update["seed_file"] = (base / self.seed_file).resolve()
+        for name in ("seed_file", "tls_cert", "tls_key"):
+            path = getattr(self, name)
+            if path is not None and not path.is_absolute():
+                update[name] = (base / path).resolve()
         prefix = "sqlite:///"
         if self.database_url.startswith(prefix) and not self.database_url.startswith(prefix + "/"):
             rel = self.database_url[len(prefix) :]

@@ -12,6 +12,7 @@ Layout of one kit directory (written by ``confide provision``)::
 from __future__ import annotations
 
 import hashlib
+import ssl
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from confide.crypto import (
     PartyIdentity,
     PublicParty,
     Role,
+    certificate_pem,
     load_certificate,
     verify_party_certificate,
 )
@@ -41,6 +43,7 @@ class KitFile(BaseModel):
     organisation: str = Field(min_length=1)
     role: Role
     hub_url: str = Field(min_length=1)
+    hub_grpc: str | None = None
     token: str = Field(min_length=16)
 
 
@@ -60,6 +63,7 @@ class Kit:
     ca: x509.Certificate
     hub_url: str
     token: str
+    hub_grpc: str | None = None
 
     @property
     def party_id(self) -> str:
@@ -70,6 +74,27 @@ class Kit:
     def public(self) -> PublicParty:
         """This party's certified public identity."""
         return self.identity.public
+
+    @property
+    def ca_pem(self) -> bytes:
+        """The consortium CA certificate (PEM)."""
+        return certificate_pem(self.ca)
+
+    def tls_context(self, *, os_trust_store: bool = False) -> ssl.SSLContext:
+        """A TLS client context trusting the consortium CA and the usual public roots.
+
+        The consortium CA issued the hub's certificate. With ``os_trust_store`` the
+        operating system's store is used instead of the bundled roots, as needed behind
+        a proxy that re-signs TLS.
+        """
+        if os_trust_store:
+            import truststore
+
+            context: ssl.SSLContext = truststore.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        else:
+            context = ssl.create_default_context()
+        context.load_verify_locations(cadata=self.ca_pem.decode())
+        return context
 
     @classmethod
     def load(cls, directory: Path | str) -> Kit:
@@ -96,4 +121,6 @@ class Kit:
             raise ConfigError(
                 f"kit {path}: the keys do not match the certificate; the kit is corrupt or mixed up"
             )
-        return cls(path, meta.consortium, identity, cert_pem, ca, meta.hub_url.rstrip("/"), meta.token)
+        return cls(
+            path, meta.consortium, identity, cert_pem, ca, meta.hub_url.rstrip("/"), meta.token, meta.hub_grpc
+        )

@@ -60,8 +60,15 @@ class CollaborationSpec(BaseModel):
 
 class HubSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    url: str = "http://127.0.0.1:8700"
+    url: str = "https://127.0.0.1:8700"
     hostnames: list[str] = Field(default_factory=lambda: ["localhost", "127.0.0.1"], min_length=1)
+    grpc_port: int | None = Field(default=None, ge=0, le=65535, description="default: the url's port + 1")
+
+    def grpc_target(self) -> str:
+        """``host:port`` of the hub's gRPC listener."""
+        url = urlparse(self.url)
+        port = self.grpc_port or (url.port or (443 if url.scheme == "https" else 80)) + 1
+        return f"{url.hostname}:{port}"
 
 
 class ConsortiumSpec(BaseModel):
@@ -169,6 +176,7 @@ def _write_all(spec: ConsortiumSpec, root: Path) -> None:
                 organisation=party.organisation,
                 role=role,
                 hub_url=spec.hub.url,
+                hub_grpc=spec.hub.grpc_target(),
                 token=token,
             )
             write_private_file(
@@ -196,5 +204,9 @@ def _write_all(spec: ConsortiumSpec, root: Path) -> None:
         "port": parsed.port or (443 if parsed.scheme == "https" else 80),
         "database_url": "sqlite:///hub.db",
         "seed_file": "seed.json",
+        "grpc_port": int(spec.hub.grpc_target().rsplit(":", 1)[1]),
+        "tls_cert": "tls.crt",
+        "tls_key": "tls.key",
+        "insecure": parsed.scheme == "http",
     }
     (hub / "hub.yaml").write_text(yaml.safe_dump(settings, sort_keys=False))

@@ -9,6 +9,7 @@
 
 from confide.node._agent import Agent
 from confide.node._config import DataSourceConfig, NodeConfig, Policy, load_node_config
+from confide.node._connect import hub_connector
 from confide.node._datasource import LocalData
 from confide.node._worker import WorkerPool
 
@@ -19,5 +20,6 @@ __all__ = [
     "NodeConfig",
     "Policy",
     "WorkerPool",
+    "hub_connector",
     "load_node_config",
 ]

@@ -13,6 +13,9 @@ Example::
       researchers: [alice]
       algorithms: [stats.summary]
     workers: 1
+    transports: [websocket, grpc, longpoll]   # tried in this order
+    proxy: {url: "http://proxy.hospital.local:3128", username: u, password: p}
+    os_trust_store: false     # true behind a proxy that re-signs TLS
 
 Relative paths are resolved against the folder of ``node.yaml``. The policy allows only
 what it lists; ``"*"`` allows everything in that list explicitly.
@@ -22,10 +25,12 @@ from __future__ import annotations
 
 import enum
 from pathlib import Path
+from urllib.parse import quote
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from confide.kit import load_model
+from confide.transport import TransportKind
 
 __all__ = ["ColumnType", "DataSourceConfig", "NodeConfig", "Policy", "load_node_config"]
 
@@ -67,6 +72,25 @@ class Policy(BaseModel):
     algorithms: list[str] = Field(default_factory=list)
 
 
+class ProxyConfig(BaseModel):
+    """An explicit outbound HTTP(S) proxy (otherwise ``HTTPS_PROXY`` / ``NO_PROXY`` apply)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    url: str = Field(pattern=r"^https?://[^/@\s]+(:\d+)?/?$", description="http://proxy.hospital.local:3128")
+    username: str | None = None
+    password: str | None = None
+
+    def url_with_credentials(self) -> str:
+        """The proxy URL with Basic credentials embedded, as the transports take it."""
+        if self.username is None:
+            return self.url
+        scheme, rest = self.url.split("://", 1)
+        user = quote(self.username, safe="")
+        password = quote(self.password or "", safe="")
+        return f"{scheme}://{user}:{password}@{rest}"
+
+
 class NodeConfig(BaseModel):
     """Everything a node needs to start."""
 
@@ -79,6 +103,13 @@ class NodeConfig(BaseModel):
     workers: int = Field(default=1, ge=1, le=64)
     heartbeat_s: float = Field(default=20.0, gt=0)
     input_max_age_s: float = Field(default=7 * 24 * 3600, gt=0)
+    transports: list[TransportKind] = Field(
+        default_factory=lambda: [TransportKind.WEBSOCKET, TransportKind.GRPC, TransportKind.LONGPOLL],
+        min_length=1,
+    )
+    proxy: ProxyConfig | None = None
+    os_trust_store: bool = False
+    grpc_target: str | None = Field(default=None, pattern=r"^[^\s:/]+:\d+$")
 
     @model_validator(mode="after")
     def _unique_tables(self) -> NodeConfig:

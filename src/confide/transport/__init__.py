@@ -5,7 +5,7 @@
 - ``_memory``: in-memory pair for tests
 """
 
-from confide.transport._base import Connection, Connector
+from confide.transport._base import Connection, Connector, TransportKind
 from confide.transport._memory import MemoryConnection, MemoryConnector, memory_pair
 from confide.transport._websocket import WebSocketConnection, WebSocketConnector, websocket_url
 
@@ -14,6 +14,7 @@ __all__ = [
     "Connector",
     "MemoryConnection",
     "MemoryConnector",
+    "TransportKind",
     "WebSocketConnection",
     "WebSocketConnector",
     "memory_pair",

@@ -7,9 +7,18 @@ they run over. The node always dials out; the hub never connects to a node.
 
 from __future__ import annotations
 
+import enum
 from typing import Protocol
 
-__all__ = ["Connection", "Connector"]
+__all__ = ["Connection", "Connector", "TransportKind"]
+
+
+class TransportKind(enum.StrEnum):
+    """The node -> hub transports, in the default order of preference."""
+
+    WEBSOCKET = "websocket"
+    GRPC = "grpc"
+    LONGPOLL = "longpoll"
 
 
 class Connection(Protocol):
@@ -31,7 +40,10 @@ class Connection(Protocol):
 class Connector(Protocol):
     """Opens connections to the hub; ``name`` is logged so operators see which is used."""
 
-    name: str
+    @property
+    def name(self) -> str:
+        """The transport's name, as operators see it in the logs."""
+        ...
 
     async def connect(self) -> Connection:
         """Dial the hub; :class:`TransportError` naming the hub and the reason on failure."""

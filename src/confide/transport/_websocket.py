@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+from typing import Literal
 
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidProxy, InvalidURI
 
 from confide._errors import TransportError
 
@@ -56,20 +57,41 @@ class WebSocketConnection:
 
 
 class WebSocketConnector:
-    """Dials the hub over WebSocket."""
+    """Dials the hub over WebSocket.
+
+    Proxies: ``HTTPS_PROXY`` / ``NO_PROXY`` from the environment are honoured, or an
+    explicit ``proxy_url`` (``http://user:password@proxy:3128``) is used.
+    """
 
     name = "websocket"
 
-    def __init__(self, hub_url: str, ssl_context: ssl.SSLContext | None = None) -> None:
+    def __init__(
+        self,
+        hub_url: str,
+        ssl_context: ssl.SSLContext | None = None,
+        *,
+        proxy_url: str | None = None,
+        open_timeout_s: float = 10.0,
+    ) -> None:
         self.url = websocket_url(hub_url)
         self._ssl = ssl_context
+        self._proxy: str | Literal[True] = proxy_url or True
+        self._open_timeout_s = open_timeout_s
 
     async def connect(self) -> WebSocketConnection:
         tls: ssl.SSLContext | None = None
         if self.url.startswith("wss://"):
             tls = self._ssl or ssl.create_default_context()
         try:
-            ws = await connect(self.url, max_size=MAX_FRAME, open_timeout=10, compression=None, ssl=tls)
-        except (OSError, InvalidHandshake, InvalidURI, TimeoutError) as exc:
+            ws = await connect(
+                self.url,
+                max_size=MAX_FRAME,
+                open_timeout=self._open_timeout_s,
+                compression=None,
+                ssl=tls,
+                proxy=self._proxy,
+                ping_interval=None,  # confide's own heartbeats keep the link alive
+            )
+        except (OSError, InvalidHandshake, InvalidURI, InvalidProxy, TimeoutError) as exc:
             raise TransportError(f"cannot reach the hub at {self.url}: {exc}") from None
         return WebSocketConnection(ws, self.url)

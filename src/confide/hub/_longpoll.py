@@ -1,0 +1,386 @@
+"""Hub side of HTTPS long-polling (``/lp``): node sessions over plain HTTP requests.
+
+For hospitals whose proxies pass neither WebSocket upgrades nor HTTP/2. The node side
+and the wire format are in :mod:`confide.transport._longpoll`. Each session is a
+queue-backed :class:`~confide.transport.Connection` handed to the node-session loop
+(``NodeSessions.serve``), which never learns that no socket stands behind it.
+
+Session life:
+
+1. ``POST /lp/sessions`` makes a session with a random 128-bit token and starts
+   ``serve(session)`` in the background (the node's first frame is its HELLO);
+2. ``POST .../frames`` queues the node's frames for ``session.recv()``; once 64 MiB wait
+   unread, further POSTs are held until ``serve`` catches up (back-pressure);
+3. ``GET .../frames?wait=s`` is held until ``session.send()`` queued a frame, then takes
+   the queue (up to 64 MiB per answer); 204 after ``min(wait, hold_s)`` seconds. One GET
+   waits per session: a newer one answers the older with 204;
+4. the session ends on ``DELETE``, when ``serve`` returns (frames it queued, such as a
+   refusal, can still be collected, and the next GET gets 404 naming the reason), when
+   256 MiB queue up uncollected, or when no request came for ``idle_timeout_s`` (a
+   periodic sweep, which also forgets ended sessions). ``recv`` then raises
+   :class:`TransportError` and ``serve`` ends; later requests get 404.
+
+Frame contents and session tokens are never logged (sessions are logged by number).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import secrets
+import time
+from collections import deque
+from collections.abc import Callable, Coroutine, Iterator
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import JSONResponse, Response
+from starlette.requests import ClientDisconnect
+
+from confide._errors import TransportError, WireError
+from confide.transport import Connection
+from confide.transport._longpoll import MAX_BODY, MAX_FRAME, pack_frames, unpack_frames
+
+__all__ = ["MAX_QUEUED", "LongPollHub", "LongPollSession", "router"]
+
+log = logging.getLogger("confide.hub.longpoll")
+MAX_QUEUED = 256 * 1024 * 1024
+"""Bytes queued for a node that does not collect them before its session is closed."""
+MAX_SESSIONS = 10_000
+CLOSE_WAIT_S = 5.0
+_numbers = itertools.count(1)
+
+router = APIRouter(prefix="/lp", tags=["node transport"])
+
+
+class LongPollSession:
+    """One node's long-poll session: the ``Connection`` the session loop reads and writes."""
+
+    def __init__(self, sid: str, forget: Callable[[str], None]) -> None:
+        self.sid = sid
+        self.number = next(_numbers)
+        self.last_seen = time.monotonic()
+        self.busy = 0  # requests in progress; a session with one is never idle
+        self.reason: str | None = None  # why it closed; None while open
+        self._forget = forget
+        self._inbound: deque[bytes] = deque()
+        self._inbound_bytes = 0
+        self._readable = asyncio.Event()
+        self._room = asyncio.Event()
+        self._outbound: deque[bytes] = deque()
+        self._outbound_bytes = 0
+        self._waiter: asyncio.Future[bool] | None = None  # the held GET; True: replaced
+
+    # -- the Connection side, used by ``serve`` ------------------------------------------
+
+    async def send(self, frame: bytes) -> None:
+        if self.reason is not None:
+            raise TransportError(f"long-poll session #{self.number} is closed: {self.reason}")
+        if len(frame) > MAX_FRAME:
+            raise TransportError(f"a {len(frame)}-byte frame exceeds the long-poll limit of {MAX_FRAME}")
+        if self._outbound_bytes + len(frame) > MAX_QUEUED:
+            self.end(f"the node left more than {MAX_QUEUED} bytes uncollected")
+            raise TransportError(f"long-poll session #{self.number} is closed: {self.reason}")
+        self._outbound.append(frame)
+        self._outbound_bytes += len(frame)
+        self._wake(replaced=False)
+
+    async def recv(self) -> bytes:
+        # Frames the node posted before the end are still handed out, as a socket would.
+        while not self._inbound:
+            if self.reason is not None:
+                raise TransportError(f"long-poll session #{self.number} closed: {self.reason}")
+            self._readable.clear()
+            await self._readable.wait()
+        frame = self._inbound.popleft()
+        self._inbound_bytes -= len(frame)
+        self._room.set()
+        return frame
+
+    async def close(self) -> None:
+        self.end("closed by the hub")
+
+    # -- the HTTP side, used by the endpoints ----------------------------------------------
+
+    async def deliver(self, frames: list[bytes]) -> None:
+        """Queue the node's frames for ``recv``; waits while 64 MiB are unread."""
+        size = sum(len(f) for f in frames)
+        with self._request():
+            while self.reason is None and self._inbound and self._inbound_bytes + size > MAX_BODY:
+                self._room.clear()
+                await self._room.wait()
+            if self.reason is not None:
+                raise TransportError(self.reason)
+            self._inbound.extend(frames)
+            self._inbound_bytes += size
+            self._readable.set()
+
+    async def collect(self, wait_s: float) -> list[bytes]:
+        """Queued frames for the node, waiting up to ``wait_s`` for one; [] on timeout."""
+        with self._request():
+            if self._outbound or self.reason is not None or wait_s <= 0:
+                return self._take()
+            self._wake(replaced=True)
+            waiter = self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                async with asyncio.timeout(wait_s):
+                    if await waiter:
+                        return []
+            except TimeoutError:
+                return []
+            finally:
+                if self._waiter is waiter:
+                    self._waiter = None
+            return self._take()
+
+    def end(self, reason: str) -> None:
+        """Close the session; the node can still collect what is queued, then learns why."""
+        if self.reason is not None:
+            return
+        self.reason = reason
+        log.info("long-poll session #%d closed: %s", self.number, reason)
+        self._readable.set()
+        self._room.set()
+        self._wake(replaced=False)
+
+    def abandon(self, reason: str) -> None:
+        """Close the session and drop what the node did not collect."""
+        self.end(reason)
+        self._outbound.clear()
+        self._outbound_bytes = 0
+        self._forget(self.sid)
+
+    def _take(self) -> list[bytes]:
+        if not self._outbound and self.reason is not None:
+            self._forget(self.sid)
+            raise TransportError(self.reason)
+        frames: list[bytes] = []
+        size = 0
+        while self._outbound and (not frames or size + 4 + len(self._outbound[0]) <= MAX_BODY):
+            frame = self._outbound.popleft()
+            frames.append(frame)
+            size += 4 + len(frame)
+        self._outbound_bytes -= size - 4 * len(frames)
+        return frames
+
+    def _wake(self, *, replaced: bool) -> None:
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(replaced)
+
+    @contextlib.contextmanager
+    def _request(self) -> Iterator[None]:
+        self.busy += 1
+        self.last_seen = time.monotonic()
+        try:
+            yield
+        finally:
+            self.busy -= 1
+            self.last_seen = time.monotonic()
+
+
+class LongPollHub:
+    """The long-poll sessions of one hub, and the sweep that ends abandoned ones.
+
+    Parameters
+    ----------
+    serve : the session loop run for each new session (``NodeSessions.serve``).
+    hold_s : the longest a GET is held; keep it below proxies' idle timeouts.
+    idle_timeout_s : a session with no request for this long is closed.
+    max_sessions : more open sessions than this are refused (503).
+    """
+
+    def __init__(
+        self,
+        serve: Callable[[Connection], Coroutine[Any, Any, None]],
+        hold_s: float = 25.0,
+        idle_timeout_s: float = 60.0,
+        *,
+        max_sessions: int = MAX_SESSIONS,
+    ) -> None:
+        self.hold_s = hold_s
+        self.idle_timeout_s = idle_timeout_s
+        self._serve = serve
+        self._max_sessions = max_sessions
+        self._sessions: dict[str, LongPollSession] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._sweeper: asyncio.Task[None] | None = None
+        self._closed = False
+
+    def __len__(self) -> int:
+        """The number of sessions held (open, or closed with frames left to collect)."""
+        return len(self._sessions)
+
+    def start(self) -> None:
+        """Start the idle sweep (idempotent; the first request also starts it)."""
+        if self._sweeper is None and not self._closed:
+            self._sweeper = asyncio.create_task(self._sweep(), name="confide-longpoll-sweep")
+
+    def open(self) -> LongPollSession:
+        """A new session whose ``serve`` runs in the background."""
+        if self._closed:
+            raise TransportError("the hub is shutting down; try again shortly")
+        if len(self._sessions) >= self._max_sessions:
+            raise TransportError(f"the hub holds {self._max_sessions} long-poll sessions; try again later")
+        session = LongPollSession(secrets.token_urlsafe(16), self._forget)
+        self._sessions[session.sid] = session
+        task = asyncio.create_task(self._run(session), name=f"confide-longpoll-{session.number}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        log.info("long-poll session #%d opened", session.number)
+        return session
+
+    def session(self, sid: str) -> LongPollSession | None:
+        """The session named ``sid``, if it is held."""
+        return self._sessions.get(sid)
+
+    async def close(self) -> None:
+        """End every session and wait (briefly) for their ``serve`` to return."""
+        self._closed = True
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
+        for session in list(self._sessions.values()):
+            session.abandon("the hub is shutting down")
+        if self._tasks:
+            _, late = await asyncio.wait(set(self._tasks), timeout=CLOSE_WAIT_S)
+            for task in late:
+                task.cancel()
+            await asyncio.gather(*late, return_exceptions=True)
+
+    def _forget(self, sid: str) -> None:
+        self._sessions.pop(sid, None)
+
+    async def _run(self, session: LongPollSession) -> None:
+        try:
+            await self._serve(session)
+        except TransportError:
+            pass  # the session ended under the loop: an ordinary disconnect
+        except Exception:
+            log.exception("long-poll session #%d: the session loop failed", session.number)
+        finally:
+            session.end("the hub ended the session")
+
+    async def _sweep(self) -> None:
+        every_s = max(0.01, min(self.idle_timeout_s / 4, 5.0))
+        while True:
+            await asyncio.sleep(every_s)
+            now = time.monotonic()
+            for session in list(self._sessions.values()):
+                if session.busy == 0 and now - session.last_seen > self.idle_timeout_s:
+                    session.abandon(f"no request from the node for {self.idle_timeout_s:g} s")
+
+
+def _error(status: int, error: str, message: str) -> JSONResponse:
+    return JSONResponse({"error": error, "message": message}, status_code=status)
+
+
+def _gone(sid: str, reason: str = "") -> JSONResponse:
+    why = f" ({reason})" if reason else ""
+    return _error(404, "NotFoundError", f"long-poll session {sid} is unknown or closed{why}; open a new one")
+
+
+def _hub(request: Request) -> LongPollHub | None:
+    hub = getattr(request.app.state, "longpoll", None)
+    if not isinstance(hub, LongPollHub):
+        return None
+    hub.start()
+    return hub
+
+
+_DISABLED = (404, "NotFoundError", "long-polling is not enabled on this hub; use another transport")
+
+
+class _TooLarge(Exception):
+    """A request body over :data:`MAX_BODY`."""
+
+
+async def _read_body(request: Request) -> bytes:
+    """The request body; :class:`_TooLarge` past :data:`MAX_BODY`, ``ClientDisconnect`` if cut."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_BODY:
+        raise _TooLarge
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_BODY:
+            raise _TooLarge
+    return bytes(body)
+
+
+@router.post("/sessions", status_code=201)
+async def open_session(request: Request) -> JSONResponse:
+    """Open a session; its token names it in every later request."""
+    hub = _hub(request)
+    if hub is None:
+        return _error(*_DISABLED)
+    try:
+        session = hub.open()
+    except TransportError as exc:
+        return _error(503, "TransportError", str(exc))
+    return JSONResponse({"session": session.sid}, status_code=201)
+
+
+@router.post("/sessions/{sid}/frames", status_code=204)
+async def post_frames(sid: str, request: Request) -> Response:
+    """Queue the node's frames (``u32 big-endian length | bytes``, repeated)."""
+    hub = _hub(request)
+    if hub is None:
+        return _error(*_DISABLED)
+    session = hub.session(sid)
+    if session is None:
+        return _gone(sid)
+    if session.reason is not None:
+        return _gone(sid, session.reason)
+    try:
+        frames = unpack_frames(await _read_body(request))
+    except _TooLarge:
+        message = f"request body exceeds {MAX_BODY} bytes; send fewer or smaller frames per request"
+        return _error(413, "WireError", message)
+    except ClientDisconnect:
+        # The node gave up mid-body (it treats that as a lost connection); nobody reads this.
+        return _error(400, "WireError", "request body cut short")
+    except WireError as exc:
+        return _error(400, "WireError", f"malformed frames: {exc}")
+    try:
+        await session.deliver(frames)
+    except TransportError as exc:
+        return _gone(sid, str(exc))
+    return Response(status_code=204)
+
+
+@router.get("/sessions/{sid}/frames")
+async def get_frames(
+    sid: str,
+    request: Request,
+    wait: Annotated[float, Query(ge=0, description="Hold up to this many seconds for a frame.")] = 0.0,
+) -> Response:
+    """The frames queued for the node, held until there is one; 204 if none came in time."""
+    hub = _hub(request)
+    if hub is None:
+        return _error(*_DISABLED)
+    session = hub.session(sid)
+    if session is None:
+        return _gone(sid)
+    try:
+        frames = await session.collect(min(wait, hub.hold_s))
+    except TransportError as exc:
+        return _gone(sid, str(exc))
+    if not frames:
+        return Response(status_code=204)
+    return Response(pack_frames(frames), media_type="application/octet-stream")
+
+
+@router.delete("/sessions/{sid}", status_code=204)
+async def close_session(sid: str, request: Request) -> Response:
+    """End the session (the node is leaving)."""
+    hub = _hub(request)
+    if hub is None:
+        return _error(*_DISABLED)
+    session = hub.session(sid)
+    if session is None:
+        return _gone(sid)
+    session.abandon("closed by the node")
+    return Response(status_code=204)
