@@ -24,10 +24,11 @@ from confide.client import Client
 PARAMS = {"table": "patients", "columns": ["age", "hippocampus_ml"]}
 
 
-def measure(tasks: int, warmup: int) -> list[float]:
+def measure(tasks: int, warmup: int, tls: bool) -> list[float]:
     with (
         tempfile.TemporaryDirectory(prefix="confide-bench-") as tmp,
-        LocalConsortium(Path(tmp)) as consortium,Client(consortium.researcher_kit) as client
+        LocalConsortium(Path(tmp), tls=tls, transports=["websocket"]) as consortium,
+        Client(consortium.researcher_kit) as client,
     ):
         for _ in range(warmup):
             client.run(COLLABORATION, "stats.summary", PARAMS).raise_for_errors()
@@ -53,15 +54,18 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=10)
     parser.add_argument("--write", action="store_true", help="record the figures in docs/benchmarks.md")
     args = parser.parse_args()
-    latencies = measure(args.tasks, args.warmup)
-    p50, p95 = percentile(latencies, 50), percentile(latencies, 95)
-    line = (
-        f"| {args.tasks} | {p50:.1f} | {p95:.1f} | {statistics.mean(latencies):.1f} | "
-        f"{min(latencies):.1f} | {max(latencies):.1f} |"
-    )
-    print(f"tasks={args.tasks} p50={p50:.1f} ms p95={p95:.1f} ms mean={statistics.mean(latencies):.1f} ms")
+    rows = []
+    for tls in (True, False):
+        latencies = measure(args.tasks, args.warmup, tls)
+        p50, p95, mean = percentile(latencies, 50), percentile(latencies, 95), statistics.mean(latencies)
+        mode = "TLS (https + wss)" if tls else "plain (--insecure)"
+        rows.append(
+            f"| {mode} | {args.tasks} | {p50:.1f} | {p95:.1f} | {mean:.1f} | "
+            f"{min(latencies):.1f} | {max(latencies):.1f} |"
+        )
+        print(f"{mode}: tasks={args.tasks} p50={p50:.1f} ms p95={p95:.1f} ms mean={mean:.1f} ms")
     if args.write:
-        _write(line, args.tasks)
+        _write("\n".join(rows), args.tasks)
 
 
 def _write(row: str, tasks: int) -> None:
@@ -73,10 +77,10 @@ def _write(row: str, tasks: int) -> None:
             start,
             f"Command: `python benchmarks/task_latency.py --tasks {tasks} --write` "
             f"({time.strftime('%Y-%m-%d')}, {platform.processor() or platform.machine()}, "
-            f"Python {platform.python_version()}, hub store SQLite).",
+            f"Python {platform.python_version()}, hub store SQLite, nodes on WebSocket).",
             "",
-            "| tasks | p50 ms | p95 ms | mean ms | min ms | max ms |",
-            "|---:|---:|---:|---:|---:|---:|",
+            "| hub link | tasks | p50 ms | p95 ms | mean ms | min ms | max ms |",
+            "|---|---:|---:|---:|---:|---:|---:|",
             row,
             end,
         ]
