@@ -10,7 +10,14 @@ import confide
 
 PINNED = {
     "confide": {"Client", "ConfideError", "__version__"},
-    "confide.algorithms": {"ENTRY_POINT_GROUP", "Algorithm", "DataContext", "available", "get_algorithm"},
+    "confide.algorithms": {
+        "ENTRY_POINT_GROUP",
+        "Algorithm",
+        "DataContext",
+        "PeerContext",
+        "available",
+        "get_algorithm",
+    },
     "confide.client": {"Client", "NodeResult", "TaskResults", "TaskState"},
     "confide.hub": {
         "HubSettings",

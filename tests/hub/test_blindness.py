@@ -108,6 +108,13 @@ def test_canaries_never_reach_the_hub(tmp_path: Path, caplog: object) -> None:
                 )
                 for _ in range(3)
             ]
+            # node-to-node traffic too: the ring's masked running sums cross the hub
+            ring = client.run(
+                COLLABORATION,
+                "secure.ring_sum",
+                {"table": TABLE_CANARY, "column": "hippocampus_ml"},
+                timeout_s=30,
+            ).raise_for_errors()
     finally:
         hub_log.removeHandler(handler)
         hub_log.setLevel(old_level)
@@ -118,6 +125,7 @@ def test_canaries_never_reach_the_hub(tmp_path: Path, caplog: object) -> None:
     assert node_a.output is not None and node_a.output["table"] == TABLE_CANARY
     assert node_a.output["columns"]["hippocampus_ml"]["max"] == VALUE_CANARY
     assert len(relay.seen) > 10_000
+    assert ring.results[0].output is not None and ring.results[0].output["total"] is not None
 
     db_bytes = b"".join(p.read_bytes() for p in (c.local.kits / "hub").glob("hub.db*"))
     logged = "\n".join(records).encode()

@@ -12,4 +12,4 @@ from confide.algorithms._registry import (
     get_algorithm,
 )
 
-__all__ = ["ENTRY_POINT_GROUP", "Algorithm", "DataContext", "available", "get_algorithm"]
+__all__ = ["ENTRY_POINT_GROUP", "Algorithm", "DataContext", "PeerContext", "available", "get_algorithm"]

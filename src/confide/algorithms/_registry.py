@@ -9,7 +9,7 @@ those its policy allows.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from functools import cache
 from importlib.metadata import entry_points
@@ -20,7 +20,7 @@ from pydantic import BaseModel, ValidationError
 
 from confide._errors import AlgorithmError
 
-__all__ = ["ENTRY_POINT_GROUP", "Algorithm", "DataContext", "available", "get_algorithm"]
+__all__ = ["ENTRY_POINT_GROUP", "Algorithm", "DataContext", "PeerContext", "available", "get_algorithm"]
 
 ENTRY_POINT_GROUP = "confide.algorithms"
 
@@ -34,6 +34,32 @@ class DataContext(Protocol):
 
     def table_names(self) -> list[str]:
         """Names of the tables this node offers."""
+        ...
+
+
+class PeerContext(Protocol):
+    """What a multi-party protocol sees: this node, the task's nodes, sealed messaging."""
+
+    @property
+    def node_id(self) -> str:
+        """This node's id."""
+        ...
+
+    @property
+    def nodes(self) -> list[str]:
+        """Every node of the task, sorted (the same list at every node)."""
+        ...
+
+    async def local(self, params: Mapping[str, object]) -> dict[str, object]:
+        """Run the algorithm's ``step`` on this node's data, in the worker process."""
+        ...
+
+    async def send(self, peer: str, data: bytes) -> None:
+        """Send ``data`` to ``peer``, sealed end to end (the hub relays ciphertext)."""
+        ...
+
+    async def recv(self, peer: str, timeout_s: float = 60.0) -> bytes:
+        """The next message from ``peer``; :class:`AlgorithmError` after ``timeout_s``."""
         ...
 
 
@@ -53,6 +79,12 @@ class Algorithm:
         Model of what the step may return; anything else is refused by the node.
     step : Callable
         ``step(data, params) -> output``; runs in the node's worker process.
+    protocol : Callable, optional
+        For multi-party algorithms: ``await protocol(peers, params) -> output`` runs in the
+        node's agent and talks to the task's other nodes through ``peers``; it gets its
+        local figures by ``await peers.local(params)`` (the ``step``, in the worker).
+    local : type[BaseModel], optional
+        What ``step`` returns when a ``protocol`` combines it (defaults to ``output``).
     """
 
     name: str
@@ -60,6 +92,8 @@ class Algorithm:
     params: type[BaseModel]
     output: type[BaseModel]
     step: Callable[[DataContext, Any], BaseModel]
+    protocol: Callable[[PeerContext, Any], Awaitable[BaseModel]] | None = None
+    local: type[BaseModel] | None = None
 
     def parse_params(self, raw: Mapping[str, object]) -> BaseModel:
         """Validate researcher parameters; :class:`AlgorithmError` names the bad field."""
@@ -72,6 +106,22 @@ class Algorithm:
         """Run the step and return its output, validated against the declared model."""
         params = self.parse_params(raw_params)
         produced = self.step(data, params)
+        declared = self.local or self.output
+        try:
+            checked = declared.model_validate(produced.model_dump())
+        except ValidationError as exc:
+            raise AlgorithmError(
+                f"{self.name} produced output that does not match its declaration "
+                f"({_describe(exc)}); nothing was sent"
+            ) from None
+        return checked.model_dump(mode="json")
+
+    async def run_protocol(self, peers: PeerContext, raw_params: Mapping[str, object]) -> dict[str, object]:
+        """Run the multi-party protocol and validate what it produced."""
+        if self.protocol is None:
+            raise AlgorithmError(f"{self.name} is not a multi-party algorithm")
+        params = self.parse_params(raw_params)
+        produced = await self.protocol(peers, params)
         try:
             checked = self.output.model_validate(produced.model_dump())
         except ValidationError as exc:

@@ -73,7 +73,9 @@ def create_app(settings: HubSettings, store: Store | None = None) -> FastAPI:
         audit.start()
         watch = TaskWatch()
         directory = Directory(the_store)
-        sessions = NodeSessions(the_store, directory, audit, watch, settings.heartbeat_s)
+        sessions = NodeSessions(
+            the_store, directory, audit, watch, settings.heartbeat_s, settings.mailbox_ttl_s
+        )
         app.state.settings = settings
         app.state.store = the_store
         app.state.directory = directory

@@ -108,8 +108,9 @@ class HubService:
             for node_id in sorted(inputs)
         ]
         await self._store.create_task(task, runs)
+        nodes = [r.node_id for r in runs]
         for run in runs:
-            await self._sessions.deliver(run, task)
+            await self._sessions.deliver(run, task, nodes)
         return self._view_of(task, runs)
 
     async def view(

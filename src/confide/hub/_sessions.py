@@ -37,7 +37,7 @@ from confide._errors import (
 )
 from confide.hub._audit import AuditLog
 from confide.hub._directory import Directory
-from confide.hub._records import NodeRecord, Result, Run, RunStatus, Task
+from confide.hub._records import MailboxMessage, NodeRecord, Result, Run, RunStatus, Task
 from confide.hub._store import Store
 from confide.hub._watch import TaskWatch
 from confide.kit import token_hash
@@ -77,16 +77,26 @@ class NodeSession:
         self._lock = asyncio.Lock()
 
     async def send(self, envelope: Envelope) -> None:
+        await self.send_frame(envelope.encode())
+
+    async def send_frame(self, frame: bytes) -> None:
         async with self._lock:
-            await self.conn.send(envelope.encode())
+            await self.conn.send(frame)
 
 
 class NodeSessions:
     """The registry of connected nodes and the session loop."""
 
     def __init__(
-        self, store: Store, directory: Directory, audit: AuditLog, watch: TaskWatch, heartbeat_s: float
+        self,
+        store: Store,
+        directory: Directory,
+        audit: AuditLog,
+        watch: TaskWatch,
+        heartbeat_s: float,
+        mailbox_ttl_s: float = 7 * 24 * 3600,
     ) -> None:
+        self._mailbox_ttl_s = mailbox_ttl_s
         self._store = store
         self._directory = directory
         self._audit = audit
@@ -114,13 +124,19 @@ class NodeSessions:
             with contextlib.suppress(ConfideError):
                 await session.conn.close()
 
-    async def deliver(self, run: Run, task: Task) -> None:
-        """Push ``run`` to its node if connected; otherwise it waits in the store."""
+    async def deliver(self, run: Run, task: Task, nodes: list[str] | None = None) -> None:
+        """Push ``run`` to its node if connected; otherwise it waits in the store.
+
+        ``nodes`` are the task's nodes (read from the store when not given): their
+        certificates travel with the run, for the node-to-node channel.
+        """
         self._open[run.id] = (task, run.node_id)
         session = self._sessions.get(run.node_id)
         if session is None:
             return
-        assignment = await self._assignment(run, task)
+        if nodes is None:
+            nodes = [r.node_id for r in await self._store.runs(task.id)]
+        assignment = await self._assignment(run, task, nodes)
         try:
             await session.send(encode_control(assignment, HUB, run.node_id, run.input_envelope, run.task_id))
         except TransportError as exc:
@@ -153,6 +169,8 @@ class NodeSessions:
                 task = await self._store.task(run.task_id)
                 if task is not None:
                     await self.deliver(run, task)
+            for message in await self._store.messages_for(node.id, _now_ms()):
+                await session.send_frame(message.envelope)
             await self._loop(session)
         except TransportError:
             pass
@@ -185,8 +203,9 @@ class NodeSessions:
         with contextlib.suppress(ConfideError):
             await conn.send(encode_control(ErrorNotice(code=code, message=message), HUB, "").encode())
 
-    async def _assignment(self, run: Run, task: Task) -> RunAssignment:
+    async def _assignment(self, run: Run, task: Task, nodes: list[str]) -> RunAssignment:
         certificate = await self._directory.certificate(task.researcher_id) or b""
+        peers = {n: (await self._directory.certificate(n) or b"").decode() for n in nodes if n != run.node_id}
         return RunAssignment(
             run_id=run.id,
             task_id=task.id,
@@ -194,6 +213,7 @@ class NodeSessions:
             researcher_id=task.researcher_id,
             algorithm=task.algorithm,
             researcher_certificate=certificate.decode(),
+            peers=peers,
         )
 
     async def _loop(self, session: NodeSession) -> None:
@@ -206,12 +226,48 @@ class NodeSessions:
                     await session.send(encode_control(Heartbeat(), HUB, session.node.id))
                 elif envelope.kind is MessageKind.RUN_STATUS:
                     await self._on_status(session, envelope)
+                elif envelope.kind is MessageKind.PEER:
+                    await self._on_peer(session, envelope, frame)
+                elif envelope.kind is MessageKind.ACK:
+                    ack, _ = decode_control(envelope, Ack)
+                    await self._store.delete_message(ack.message_id, session.node.id)
                 else:
                     raise WireError(f"a node may not send {envelope.kind.name} frames to the hub")
             except (WireError, NotFoundError) as exc:
                 self._audit.record(session.node.id, "node.frame", "", "rejected", str(exc))
                 notice = ErrorNotice(code="rejected", message=str(exc))
                 await session.send(encode_control(notice, HUB, session.node.id))
+
+    async def _on_peer(self, session: NodeSession, envelope: Envelope, frame: bytes) -> None:
+        """Store-and-forward a sealed node-to-node message within a task.
+
+        The hub checks only routing: sealed, from this node, to another node of the same
+        task. It keeps the ciphertext until the recipient acknowledges it, so a message
+        survives the recipient's absence and a hub restart (until ``mailbox_ttl_s``).
+        """
+        sender = session.node.id
+        nodes = {r.node_id for r in await self._store.runs(envelope.task_id)}
+        if not envelope.sealed or envelope.sender != sender or sender not in nodes:
+            raise WireError(f"a peer message must be sealed by {sender} within one of its tasks")
+        if envelope.recipient not in nodes or envelope.recipient == sender:
+            raise WireError(f"{envelope.recipient!r} is not another node of task {envelope.task_id}")
+        now = _now_ms()
+        message = MailboxMessage(
+            envelope.message_id.hex(),
+            envelope.recipient,
+            sender,
+            envelope.task_id,
+            frame,
+            now,
+            now + int(self._mailbox_ttl_s * 1000),
+        )
+        with contextlib.suppress(ConflictError):  # a resend after a lost ack: stored already
+            await self._store.put_message(message)
+        await session.send(encode_control(Ack(message_id=message.id), HUB, sender))
+        recipient = self._sessions.get(envelope.recipient)
+        if recipient is not None:
+            with contextlib.suppress(TransportError):
+                await recipient.send_frame(frame)
 
     async def _on_status(self, session: NodeSession, envelope: Envelope) -> None:
         update, attachment = decode_control(envelope, RunStatusUpdate)

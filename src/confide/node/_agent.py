@@ -30,9 +30,11 @@ from pydantic import ValidationError
 
 from confide._errors import AuthError, ConfideError, TransportError, WireError
 from confide._version import __version__
+from confide.algorithms import Algorithm, get_algorithm
 from confide.crypto import MemoryReplayGuard, PublicParty, Role, verify_party_certificate
 from confide.kit import Kit
 from confide.node._config import NodeConfig
+from confide.node._peers import TaskPeers
 from confide.node._policy import check_policy
 from confide.node._worker import StepOutcome, WorkerPool
 from confide.transport import Connection, Connector
@@ -60,6 +62,7 @@ __all__ = ["Agent"]
 log = logging.getLogger("confide.node")
 BACKOFF_START_S = 1.0
 BACKOFF_MAX_S = 30.0
+EARLY_KEPT = 1_000  # peer messages held per task until this node starts its part
 FINISHED_KEPT = 10_000  # recent results kept to answer a redelivered run without rerunning it
 
 
@@ -90,6 +93,8 @@ class Agent:
         self._conn: Connection | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._limit = asyncio.Semaphore(config.workers)
+        self._channels: dict[str, TaskPeers] = {}
+        self._early: dict[str, list[Envelope]] = {}
 
     @property
     def node_id(self) -> str:
@@ -179,6 +184,8 @@ class Agent:
         if envelope.kind is MessageKind.RUN:
             assignment, attachment = decode_control(envelope, RunAssignment)
             self._start(assignment, attachment)
+        elif envelope.kind is MessageKind.PEER:
+            self._on_peer(envelope)
         elif envelope.kind is MessageKind.ACK:
             ack, _ = decode_control(envelope, Ack)
             self._unacked.pop(ack.message_id, None)
@@ -229,8 +236,11 @@ class Agent:
                 algorithm=request.algorithm,
             )
             await self._status(assignment.run_id, "running", assignment.task_id)
-            async with self._limit:
-                outcome = await self.workers.run(request.algorithm, request.params)
+            algorithm = get_algorithm(request.algorithm)
+            if algorithm.protocol is None:
+                outcome = await self._run_local(request.algorithm, request.params)
+            else:
+                outcome = await self._run_protocol(assignment, algorithm, request.params)
         except ConfideError as exc:
             outcome = StepOutcome(None, str(exc))
         log.info(
@@ -241,6 +251,64 @@ class Agent:
         )
         status = "failed" if outcome.error else "completed"
         await self._final(assignment, status, self._seal(assignment, researcher, outcome))
+
+    async def _run_local(self, algorithm: str, params: dict[str, object]) -> StepOutcome:
+        async with self._limit:
+            return await self.workers.run(algorithm, params)
+
+    async def _run_protocol(
+        self, assignment: RunAssignment, algorithm: Algorithm, params: dict[str, object]
+    ) -> StepOutcome:
+        peers = {
+            node: verify_party_certificate(
+                pem.encode(), self.kit.ca, expected_id=node, expected_role=Role.NODE
+            )
+            for node, pem in assignment.peers.items()
+        }
+        channel = TaskPeers(
+            task_id=assignment.task_id,
+            identity=self.kit.identity,
+            peers=peers,
+            algorithm=algorithm.name,
+            run_local=self._run_local,
+            send_frame=self._send_reliably,
+            guard=self._guard,
+        )
+        self._channels[assignment.task_id] = channel
+        for early in self._early.pop(assignment.task_id, []):
+            self._deliver_peer(channel, early)
+        try:
+            return StepOutcome(await algorithm.run_protocol(channel, params), None)
+        finally:
+            del self._channels[assignment.task_id]
+
+    async def _send_reliably(self, envelope: Envelope) -> None:
+        """Send a frame the hub acknowledges; it is resent after a reconnect until it is."""
+        frame = envelope.encode()
+        self._unacked[envelope.message_id.hex()] = _Sent("", frame)
+        if self._conn is not None:
+            with contextlib.suppress(TransportError):
+                await self._conn.send(frame)
+
+    def _on_peer(self, envelope: Envelope) -> None:
+        channel = self._channels.get(envelope.task_id)
+        if channel is not None:
+            self._deliver_peer(channel, envelope)
+        else:
+            # This node has not started its part of the task yet: keep it for then.
+            waiting = self._early.setdefault(envelope.task_id, [])
+            if len(waiting) < EARLY_KEPT:
+                waiting.append(envelope)
+        if self._conn is not None:
+            ack = encode_control(Ack(message_id=envelope.message_id.hex()), self.node_id, HUB)
+            self._send_quietly(ack.encode())
+
+    @staticmethod
+    def _deliver_peer(channel: TaskPeers, envelope: Envelope) -> None:
+        try:
+            channel.deliver(envelope)
+        except ConfideError as exc:
+            log.error("peer message from %s refused: %s", envelope.sender, exc)
 
     def _seal(self, assignment: RunAssignment, researcher: PublicParty, outcome: StepOutcome) -> bytes:
         result = TaskOutcome(
@@ -310,6 +378,10 @@ class Agent:
                 await self._conn.send(frame)
 
     def _send_final(self, run_id: str, frame: bytes) -> None:
+        self._send_quietly(frame)
+
+    def _send_quietly(self, frame: bytes) -> None:
+        """Send a frame from synchronous code, without waiting for it."""
         conn = self._conn
         if conn is not None:
             task = asyncio.create_task(self._quiet_send(conn, frame))

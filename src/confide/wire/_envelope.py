@@ -59,6 +59,7 @@ class MessageKind(enum.IntEnum):
     ERROR = 7
     TASK_INPUT = 16
     TASK_RESULT = 17
+    PEER = 18  # node -> node within a task, sealed end to end, relayed by the hub
 
 
 class Flags(enum.IntFlag):

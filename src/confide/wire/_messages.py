@@ -64,6 +64,7 @@ class RunAssignment(ControlMessage):
     researcher_id: str
     algorithm: str
     researcher_certificate: str
+    peers: dict[str, str] = Field(default_factory=dict)  # node id -> certificate, for peer messages
 
 
 class RunStatusUpdate(ControlMessage):
