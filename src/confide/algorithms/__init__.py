@@ -1,13 +1,16 @@
 """Registered algorithms a node may run; found through the ``confide.algorithms`` entry points.
 
-- ``_registry``: ``Algorithm`` (declared params and output), ``DataContext``, lookup
-- ``stats``: ``stats.summary`` and, later, the secure-aggregation statistics
+- ``_registry``: ``Algorithm`` (declared params and output; optional multi-party
+  ``protocol``), ``DataContext``, ``PeerContext``, lookup
+- ``stats``: ``stats.summary``
+- ``ring``: ``secure.ring_sum``, the ring secure sum over sealed node-to-node messages
 """
 
 from confide.algorithms._registry import (
     ENTRY_POINT_GROUP,
     Algorithm,
     DataContext,
+    PeerContext,
     available,
     get_algorithm,
 )
