@@ -61,6 +61,8 @@ __all__ = ["NodeSession", "NodeSessions"]
 
 log = logging.getLogger("confide.hub.nodes")
 HELLO_TIMEOUT_S = 10.0
+EARLY_ACKS_KEPT = 10_000
+TASKS_KEPT = 10_000
 
 
 def _now_ms() -> int:
@@ -108,6 +110,9 @@ class NodeSessions:
         # runs a node reported as started; kept in memory only (it is progress, not state
         # that must survive a restart: an unfinished run is redelivered either way)
         self._running: set[str] = set()
+        # task id -> its nodes (routing of peer messages); acks that beat the mailbox write
+        self._task_nodes: dict[str, set[str]] = {}
+        self._early_acks: dict[str, None] = {}
         self.last_seen_ms: dict[str, int] = {}
 
     def running(self, run_id: str) -> bool:
@@ -131,6 +136,8 @@ class NodeSessions:
         certificates travel with the run, for the node-to-node channel.
         """
         self._open[run.id] = (task, run.node_id)
+        if nodes is not None:
+            self._note_task_nodes(task.id, set(nodes))
         session = self._sessions.get(run.node_id)
         if session is None:
             return
@@ -230,7 +237,8 @@ class NodeSessions:
                     await self._on_peer(session, envelope, frame)
                 elif envelope.kind is MessageKind.ACK:
                     ack, _ = decode_control(envelope, Ack)
-                    await self._store.delete_message(ack.message_id, session.node.id)
+                    if not await self._store.delete_message(ack.message_id, session.node.id):
+                        self._remember_early_ack(ack.message_id)
                 else:
                     raise WireError(f"a node may not send {envelope.kind.name} frames to the hub")
             except (WireError, NotFoundError) as exc:
@@ -246,7 +254,10 @@ class NodeSessions:
         survives the recipient's absence and a hub restart (until ``mailbox_ttl_s``).
         """
         sender = session.node.id
-        nodes = {r.node_id for r in await self._store.runs(envelope.task_id)}
+        nodes = self._task_nodes.get(envelope.task_id)
+        if nodes is None:
+            nodes = {r.node_id for r in await self._store.runs(envelope.task_id)}
+            self._note_task_nodes(envelope.task_id, nodes)
         if not envelope.sealed or envelope.sender != sender or sender not in nodes:
             raise WireError(f"a peer message must be sealed by {sender} within one of its tasks")
         if envelope.recipient not in nodes or envelope.recipient == sender:
@@ -261,13 +272,27 @@ class NodeSessions:
             now,
             now + int(self._mailbox_ttl_s * 1000),
         )
-        with contextlib.suppress(ConflictError):  # a resend after a lost ack: stored already
-            await self._store.put_message(message)
-        await session.send(encode_control(Ack(message_id=message.id), HUB, sender))
+        # Forward first (latency), then persist, then acknowledge the sender: if the hub
+        # dies in between, the unacknowledged sender resends. A recipient's ack that
+        # overtakes the write is remembered so the message is not stored after delivery.
         recipient = self._sessions.get(envelope.recipient)
         if recipient is not None:
             with contextlib.suppress(TransportError):
                 await recipient.send_frame(frame)
+        if self._early_acks.pop(message.id, None) is None:
+            with contextlib.suppress(ConflictError):  # a resend after a lost ack: stored already
+                await self._store.put_message(message)
+        await session.send(encode_control(Ack(message_id=message.id), HUB, sender))
+
+    def _note_task_nodes(self, task_id: str, nodes: set[str]) -> None:
+        self._task_nodes[task_id] = nodes
+        while len(self._task_nodes) > TASKS_KEPT:  # a cache: the store has them all
+            self._task_nodes.pop(next(iter(self._task_nodes)))
+
+    def _remember_early_ack(self, message_id: str) -> None:
+        self._early_acks[message_id] = None
+        while len(self._early_acks) > EARLY_ACKS_KEPT:
+            self._early_acks.pop(next(iter(self._early_acks)))
 
     async def _on_status(self, session: NodeSession, envelope: Envelope) -> None:
         update, attachment = decode_control(envelope, RunStatusUpdate)
