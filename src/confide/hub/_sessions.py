@@ -63,6 +63,7 @@ log = logging.getLogger("confide.hub.nodes")
 HELLO_TIMEOUT_S = 10.0
 EARLY_ACKS_KEPT = 10_000
 TASKS_KEPT = 10_000
+PEER_ACK_WAIT_S = 0.5  # how long a delivered peer message may wait for its ack before it is stored
 
 
 def _now_ms() -> int:
@@ -113,6 +114,9 @@ class NodeSessions:
         # task id -> its nodes (routing of peer messages); acks that beat the mailbox write
         self._task_nodes: dict[str, set[str]] = {}
         self._early_acks: dict[str, None] = {}
+        # peer messages forwarded to an online recipient, awaiting its ack
+        self._awaiting: dict[str, asyncio.Event] = {}
+        self._background: set[asyncio.Task[None]] = set()
         self.last_seen_ms: dict[str, int] = {}
 
     def running(self, run_id: str) -> bool:
@@ -237,7 +241,10 @@ class NodeSessions:
                     await self._on_peer(session, envelope, frame)
                 elif envelope.kind is MessageKind.ACK:
                     ack, _ = decode_control(envelope, Ack)
-                    if not await self._store.delete_message(ack.message_id, session.node.id):
+                    waiting = self._awaiting.get(ack.message_id)
+                    if waiting is not None:
+                        waiting.set()  # delivered while in flight: nothing was written
+                    elif not await self._store.delete_message(ack.message_id, session.node.id):
                         self._remember_early_ack(ack.message_id)
                 else:
                     raise WireError(f"a node may not send {envelope.kind.name} frames to the hub")
@@ -250,8 +257,10 @@ class NodeSessions:
         """Store-and-forward a sealed node-to-node message within a task.
 
         The hub checks only routing: sealed, from this node, to another node of the same
-        task. It keeps the ciphertext until the recipient acknowledges it, so a message
-        survives the recipient's absence and a hub restart (until ``mailbox_ttl_s``).
+        task. The sender is acknowledged once the message is safe: acknowledged by its
+        recipient, or written to the mailbox (kept until ``mailbox_ttl_s``), which is what
+        happens when the recipient is offline or slow. So a message survives the
+        recipient's absence and a hub restart, and an online pair costs no write at all.
         """
         sender = session.node.id
         nodes = self._task_nodes.get(envelope.task_id)
@@ -272,17 +281,36 @@ class NodeSessions:
             now,
             now + int(self._mailbox_ttl_s * 1000),
         )
-        # Forward first (latency), then persist, then acknowledge the sender: if the hub
-        # dies in between, the unacknowledged sender resends. A recipient's ack that
-        # overtakes the write is remembered so the message is not stored after delivery.
+        delivered: asyncio.Event | None = None
         recipient = self._sessions.get(envelope.recipient)
         if recipient is not None:
-            with contextlib.suppress(TransportError):
+            delivered = self._awaiting.setdefault(message.id, asyncio.Event())
+            try:
                 await recipient.send_frame(frame)
-        if self._early_acks.pop(message.id, None) is None:
-            with contextlib.suppress(ConflictError):  # a resend after a lost ack: stored already
-                await self._store.put_message(message)
-        await session.send(encode_control(Ack(message_id=message.id), HUB, sender))
+            except TransportError:
+                self._awaiting.pop(message.id, None)
+                delivered = None
+        # Make it safe and acknowledge the sender without holding up this session's loop.
+        task = asyncio.create_task(self._secure_peer_message(session, message, delivered))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _secure_peer_message(
+        self, session: NodeSession, message: MailboxMessage, delivered: asyncio.Event | None
+    ) -> None:
+        try:
+            if delivered is not None:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(delivered.wait(), PEER_ACK_WAIT_S)
+            safe = delivered is not None and delivered.is_set()
+            if not safe and self._early_acks.pop(message.id, None) is None:
+                with contextlib.suppress(ConflictError):  # a resend after a lost ack: stored already
+                    await self._store.put_message(message)
+        finally:
+            self._awaiting.pop(message.id, None)
+        # If the hub dies before this, the unacknowledged sender sends the message again.
+        with contextlib.suppress(TransportError):
+            await session.send(encode_control(Ack(message_id=message.id), HUB, message.sender))
 
     def _note_task_nodes(self, task_id: str, nodes: set[str]) -> None:
         self._task_nodes[task_id] = nodes
