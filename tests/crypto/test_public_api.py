@@ -9,6 +9,7 @@ def test_exported_names_are_pinned() -> None:
     exported = set(confide.crypto.__all__)
 
     assert exported == {
+        "CHUNK_SIZE",
         "CertificateAuthority",
         "MemoryReplayGuard",
         "PartyIdentity",
@@ -16,6 +17,9 @@ def test_exported_names_are_pinned() -> None:
         "ReplayGuard",
         "Role",
         "SealedBody",
+        "StreamKey",
+        "StreamOpener",
+        "StreamSealer",
         "TlsCredentials",
         "certificate_pem",
         "fingerprint",

@@ -36,9 +36,11 @@ namespace support or without tinyproxy the test is skipped, and the reason says 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -50,11 +52,9 @@ from typing import Any
 import pytest
 import yaml
 
-from confide.cli import _consortium
 from confide.cli._consortium import COLLABORATION, LocalConsortium
 from confide.cli._sample import patients
-
-pytestmark = pytest.mark.slow
+from confide.kit import ConsortiumSpec, provision_spec
 
 HUB_IP = "10.231.0.2"
 PROXY_HUB_SIDE_IP = "10.231.0.1"
@@ -71,6 +71,11 @@ PROXIES = {
 }
 PROXY_ENV = {"http_proxy", "https_proxy", "all_proxy", "no_proxy", "grpc_proxy"}
 CONNECTED = "connected to the hub over"
+KNOWN_HOSTS = {"hub", "proxy", *HOSPITALS, "probe1", "probe2"}
+APT_DEADLINE_S = 150
+
+# the first run on a fresh machine may spend a while installing tinyproxy (bounded above)
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(APT_DEADLINE_S + 90)]
 
 
 def _run(args: list[str], timeout: float = 20) -> subprocess.CompletedProcess[str]:
@@ -124,10 +129,12 @@ def _tinyproxy_unavailable() -> str | None:
     if shutil.which("apt-get") is None:
         return "tinyproxy is not installed and there is no apt-get to install it"
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    deadline = time.monotonic() + APT_DEADLINE_S
 
     def apt(*args: str) -> subprocess.CompletedProcess[str]:
+        left = max(1.0, deadline - time.monotonic())
         return subprocess.run(
-            ["apt-get", *args], capture_output=True, text=True, timeout=240, check=False, env=env
+            ["apt-get", *args], capture_output=True, text=True, timeout=left, check=False, env=env
         )
 
     try:
@@ -181,12 +188,30 @@ class Network:
     def link(self, a: str, a_ip: str, b: str, b_ip: str) -> None:
         """A veth pair between hosts ``a`` and ``b`` with a /24 on each end."""
         a_if, b_if = f"to-{b}", f"to-{a}"
-        _must(["ip", "-n", self.ns(a), "link", "add", a_if, "type", "veth", "peer", "name", b_if, "netns", self.ns(b)])
+        _must(
+            [
+                "ip",
+                "-n",
+                self.ns(a),
+                "link",
+                "add",
+                a_if,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                b_if,
+                "netns",
+                self.ns(b),
+            ]
+        )
         for host, dev, ip in ((a, a_if, a_ip), (b, b_if, b_ip)):
             _must(["ip", "-n", self.ns(host), "addr", "add", f"{ip}/24", "dev", dev])
             _must(["ip", "-n", self.ns(host), "link", "set", dev, "up"])
 
-    def start_tinyproxy(self, folder: Path, name: str, listen: str, port: int, allow: str, ports: tuple[int, ...]) -> Path:
+    def start_tinyproxy(
+        self, folder: Path, name: str, listen: str, port: int, allow: str, ports: tuple[int, ...]
+    ) -> Path:
         conf = folder / f"tinyproxy-{name}.conf"
         log = folder / f"tinyproxy-{name}.log"
         lines = [
@@ -202,7 +227,7 @@ class Network:
         conf.write_text("\n".join(lines) + "\n")
         with log.open("ab") as out:
             self.tinyproxies.append(
-                subprocess.Popen(  # noqa: S603
+                subprocess.Popen(
                     self.exec_args("proxy", "tinyproxy", "-d", "-c", str(conf)),
                     stdout=out,
                     stderr=subprocess.STDOUT,
@@ -221,26 +246,32 @@ class Network:
                 proc.kill()
                 proc.wait(5)
         for name in reversed(self.made):
-            # anything of ours still inside (a node that outlived its SIGTERM) goes first
-            pids = _run(["ip", "netns", "pids", name]).stdout.split()
-            for pid in pids:
-                try:
-                    os.kill(int(pid), 9)
-                except (ProcessLookupError, ValueError):
-                    pass
-            _run(["ip", "netns", "del", name])  # takes the veth ends inside with it
+            _delete_namespace(name)
         self.made.clear()
+
+
+def _delete_namespace(name: str) -> None:
+    """Delete one of this test's namespaces, killing first whatever of ours is still inside."""
+    for pid in _run(["ip", "netns", "pids", name]).stdout.split():
+        with contextlib.suppress(ProcessLookupError, ValueError):
+            os.kill(int(pid), signal.SIGKILL)
+    _run(["ip", "netns", "del", name])  # takes the veth ends inside with it
 
 
 def _remove_stale_namespaces() -> None:
     """Namespaces left by an earlier run of this test that was killed outright."""
     for line in _run(["ip", "netns", "list"]).stdout.splitlines():
         name = line.split()[0] if line.split() else ""
-        if not name.startswith("cf") or "-" not in name:
+        if not name.startswith("cf"):
             continue
-        pid = name[2:].split("-", 1)[0]
-        if pid.isdigit() and int(pid) != os.getpid() and not Path(f"/proc/{pid}").exists():
-            _run(["ip", "netns", "del", name])
+        pid, _, host = name[2:].partition("-")
+        if (
+            host in KNOWN_HOSTS
+            and pid.isdigit()
+            and int(pid) != os.getpid()
+            and not Path(f"/proc/{pid}").exists()
+        ):
+            _delete_namespace(name)
 
 
 WAIT_FOR_PORT = """
@@ -293,6 +324,7 @@ class NetnsConsortium(LocalConsortium):
     def __init__(self, root: Path, net: Network) -> None:
         super().__init__(root, hospitals=len(HOSPITALS), rows=ROWS)
         self.net = net
+        self.net_folder = root.parent
         self.port, self.grpc_port = HTTPS_PORT, GRPC_PORT
         self.hub_url = f"https://{HUB_IP}:{HTTPS_PORT}"
         self._env = _clean_env()
@@ -301,14 +333,12 @@ class NetnsConsortium(LocalConsortium):
     def prepare(self) -> None:
         # LocalConsortium's spec leaves hub.hostnames at its loopback default; the hub's
         # certificate must name the address the nodes dial, so it is set on the way in.
-        provision = _consortium.provision_spec
-
-        def with_hub_address(spec: Any, *args: Any, **kwargs: Any) -> None:
+        def with_hub_address(spec: ConsortiumSpec, *args: Any, **kwargs: Any) -> None:
             spec.hub.hostnames = [HUB_IP]
-            provision(spec, *args, **kwargs)
+            provision_spec(spec, *args, **kwargs)
 
         with pytest.MonkeyPatch.context() as patch:
-            patch.setattr(_consortium, "provision_spec", with_hub_address)
+            patch.setattr("confide.cli._consortium.provision_spec", with_hub_address)
             super().prepare()
         for host, (listen, port, _, transports) in PROXIES.items():
             path = self.node_config_path(NODE_OF[host])
@@ -318,7 +348,7 @@ class NetnsConsortium(LocalConsortium):
 
     def _spawn(self, name: str, args: list[str]) -> None:
         log = self.log_path(name).open("ab")
-        self.processes[name] = subprocess.Popen(  # noqa: S603 - our own interpreter and module
+        self.processes[name] = subprocess.Popen(
             self.net.exec_args(self.host_of[name], sys.executable, "-m", "confide", *args),
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -332,7 +362,8 @@ WAIT_FOR_HEALTH = """
 import json, ssl, sys, time, urllib.request
 url, ca, deadline = sys.argv[1], sys.argv[2], time.monotonic() + float(sys.argv[3])
 tls = ssl.create_default_context(cafile=ca)
-opener = urllib.request.build_opener(urllib.request.ProxyHandler({}), urllib.request.HTTPSHandler(context=tls))
+no_proxy = urllib.request.ProxyHandler({})
+opener = urllib.request.build_opener(no_proxy, urllib.request.HTTPSHandler(context=tls))
 while True:
     try:
         with opener.open(url + "/health", timeout=1) as reply:
@@ -346,8 +377,8 @@ while True:
 RING_SUM = """
 import json, sys, time
 from confide.client import Client
-kit, collaboration, nodes, deadline = sys.argv[1], sys.argv[2], set(sys.argv[3].split(",")), float(sys.argv[4])
-deadline += time.monotonic()
+kit, collaboration = sys.argv[1], sys.argv[2]
+nodes, deadline = set(sys.argv[3].split(",")), time.monotonic() + float(sys.argv[4])
 with Client(kit) as client:
     while True:
         info = client._request("GET", f"/api/collaborations/{collaboration}")
@@ -363,7 +394,8 @@ print(json.dumps([{"node": r.node, "ok": r.ok, "output": r.output, "error": r.er
 
 REACH = """
 import json, socket, sys
-hub, https_port, grpc_port, proxy, proxy_port = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], int(sys.argv[5])
+hub, proxy = sys.argv[1], sys.argv[4]
+https_port, grpc_port, proxy_port = int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[5])
 report = {"direct": {}, "connect": {}}
 for port in (https_port, grpc_port):
     try:
@@ -399,7 +431,9 @@ def _wait_connected(consortium: NetnsConsortium, timeout_s: float = 30) -> dict[
     deadline = time.monotonic() + timeout_s
     while True:
         logs = {
-            node: consortium.log_path(node).read_text(errors="replace") if consortium.log_path(node).exists() else ""
+            node: consortium.log_path(node).read_text(errors="replace")
+            if consortium.log_path(node).exists()
+            else ""
             for node in consortium.node_ids
         }
         if all(CONNECTED in log for log in logs.values()):
@@ -415,9 +449,7 @@ def _wait_connected(consortium: NetnsConsortium, timeout_s: float = 30) -> dict[
 def test_hospitals_reach_the_hub_only_through_their_proxy(consortium: NetnsConsortium) -> None:
     net = consortium.net
     for host, (proxy_ip, proxy_port, allowed, _) in PROXIES.items():
-        report = net.python(
-            host, REACH, HUB_IP, str(HTTPS_PORT), str(GRPC_PORT), proxy_ip, str(proxy_port)
-        )
+        report = net.python(host, REACH, HUB_IP, str(HTTPS_PORT), str(GRPC_PORT), proxy_ip, str(proxy_port))
         for port in (HTTPS_PORT, GRPC_PORT):
             assert "unreachable" in report["direct"][str(port)], (host, report)
             status = report["connect"][str(port)]
@@ -460,4 +492,9 @@ def test_ring_sum_completes_while_one_hospital_falls_back_to_grpc(consortium: Ne
     assert c.index("transport websocket is unavailable") < c.index("transport longpoll is unavailable")
     assert c.index("transport longpoll is unavailable") < c.index(f"{CONNECTED} grpc")
     assert f"{CONNECTED} websocket" not in c
+    # and the proxies saw it all: tunnels to the hub, refusals where configured
+    proxy_logs = {host: (consortium.net_folder / f"tinyproxy-{host}.log").read_text() for host in HOSPITALS}
+    assert all(f'Established connection to host "{HUB_IP}"' in log for log in proxy_logs.values())
+    assert f"Refused CONNECT method on port {GRPC_PORT}" in proxy_logs["h2"]
+    assert f"Refused CONNECT method on port {HTTPS_PORT}" in proxy_logs["h3"]
     assert time.monotonic() - started < 60
