@@ -211,7 +211,8 @@ class Network:
 
     def start_tinyproxy(
         self, folder: Path, name: str, listen: str, port: int, allow: str, ports: tuple[int, ...]
-    ) -> Path:
+    ) -> None:
+        """tinyproxy in the proxy host, letting CONNECT reach only ``ports``."""
         conf = folder / f"tinyproxy-{name}.conf"
         log = folder / f"tinyproxy-{name}.log"
         lines = [
@@ -233,7 +234,6 @@ class Network:
                     stderr=subprocess.STDOUT,
                 )
             )
-        return log
 
     def teardown(self) -> None:
         for proc in self.tinyproxies:
@@ -426,18 +426,18 @@ def consortium(network: tuple[Network, Path]) -> Iterator[NetnsConsortium]:
         consortium.close()
 
 
-def _wait_connected(consortium: NetnsConsortium, timeout_s: float = 30) -> dict[str, str]:
-    """Each node's log once it says it connected to the hub."""
+def _node_logs(consortium: NetnsConsortium) -> dict[str, str]:
+    paths = {node: consortium.log_path(node) for node in consortium.node_ids}
+    return {node: path.read_text(errors="replace") if path.exists() else "" for node, path in paths.items()}
+
+
+def _wait_connected(consortium: NetnsConsortium, timeout_s: float = 30) -> None:
+    """Return once every node's log says it connected to the hub."""
     deadline = time.monotonic() + timeout_s
     while True:
-        logs = {
-            node: consortium.log_path(node).read_text(errors="replace")
-            if consortium.log_path(node).exists()
-            else ""
-            for node in consortium.node_ids
-        }
+        logs = _node_logs(consortium)
         if all(CONNECTED in log for log in logs.values()):
-            return logs
+            return
         for node in consortium.node_ids:
             consortium._check_alive(node)
         if time.monotonic() > deadline:
@@ -463,7 +463,7 @@ def test_ring_sum_completes_while_one_hospital_falls_back_to_grpc(consortium: Ne
     started = time.monotonic()
     for node in consortium.node_ids:
         consortium.start_node(node)
-    logs = _wait_connected(consortium)
+    _wait_connected(consortium)
     results = consortium.net.python(
         "hub",
         RING_SUM,
@@ -473,7 +473,7 @@ def test_ring_sum_completes_while_one_hospital_falls_back_to_grpc(consortium: Ne
         "30",
         timeout=90,
     )
-    logs = _wait_connected(consortium, 0)
+    logs = _node_logs(consortium)
 
     assert [r["ok"] for r in results] == [True, True, True], results
     initiator = next(r for r in results if r["output"]["role"] == "initiator")
