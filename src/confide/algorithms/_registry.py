@@ -62,6 +62,14 @@ class PeerContext(Protocol):
         """The next message from ``peer``; :class:`AlgorithmError` after ``timeout_s``."""
         ...
 
+    async def send_stream(self, peer: str, data: bytes, *, window: int = 8) -> None:
+        """Send a large payload to ``peer`` as sealed 1 MiB chunks, ``window`` in flight."""
+        ...
+
+    async def recv_stream(self, peer: str, timeout_s: float = 60.0) -> bytes:
+        """The next stream from ``peer``, reassembled and checked."""
+        ...
+
 
 @dataclass(frozen=True)
 class Algorithm:

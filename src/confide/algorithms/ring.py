@@ -96,7 +96,10 @@ async def _ring(peers: PeerContext, params: RingSumParams) -> RingSumOutput:
         await peers.send(
             after, _PAIR.pack((mine.total + mask[0]) % MODULUS, (mine.count + mask[1]) % MODULUS)
         )
-        total, count = _PAIR.unpack(await peers.recv(before, params.timeout_s))
+        returned = await peers.recv(before, params.timeout_s)
+        if len(returned) != _PAIR.size:
+            raise AlgorithmError(f"malformed ring message from {before!r}")
+        total, count = _PAIR.unpack(returned)
         ring_ms = (time.perf_counter() - started) * 1000
         total, count = (total - mask[0]) % MODULUS, (count - mask[1]) % MODULUS
         signed = total - MODULUS if total >= MODULUS // 2 else total

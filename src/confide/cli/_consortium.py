@@ -132,7 +132,7 @@ class LocalConsortium:
                 "policy": {
                     "collaborations": [COLLABORATION],
                     "researchers": [RESEARCHER],
-                    "algorithms": ["stats.summary", "secure.ring_sum"],
+                    "algorithms": ["stats.summary", "secure.ring_sum", "diagnostics.relay"],
                 },
             }
             self.node_config_path(node_id).write_text(yaml.safe_dump(config, sort_keys=False))

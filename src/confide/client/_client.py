@@ -185,7 +185,9 @@ class Client:
                 f"its nodes: {', '.join(sorted(members))}"
             )
         task_id = secrets.token_hex(12)
-        request = TaskRequest(collaboration=collaboration, algorithm=algorithm, params=dict(params))
+        request = TaskRequest(
+            collaboration=collaboration, algorithm=algorithm, params=dict(params), nodes=sorted(targets)
+        )
         plaintext = request.model_dump_json().encode()
         inputs = {}
         for node_id in targets:

@@ -91,6 +91,11 @@ class StreamOpener:
         self._next = 0
         self.complete = False
 
+    @property
+    def next_index(self) -> int:
+        """The index of the chunk due next."""
+        return self._next
+
     def open_chunk(self, index: int, ciphertext: bytes, *, final: bool) -> bytes:
         """Decrypt chunk ``index``; :class:`TamperedError` if it does not authenticate."""
         if self.complete:

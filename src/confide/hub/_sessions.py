@@ -180,7 +180,7 @@ class NodeSessions:
                 task = await self._store.task(run.task_id)
                 if task is not None:
                     await self.deliver(run, task)
-            for message in await self._store.messages_for(node.id, _now_ms()):
+            for message in await self._store.messages_for(node.id, _now_ms(), limit=100_000):
                 await session.send_frame(message.envelope)
             await self._loop(session)
         except TransportError:
@@ -237,7 +237,7 @@ class NodeSessions:
                     await session.send(encode_control(Heartbeat(), HUB, session.node.id))
                 elif envelope.kind is MessageKind.RUN_STATUS:
                     await self._on_status(session, envelope)
-                elif envelope.kind is MessageKind.PEER:
+                elif envelope.kind in (MessageKind.PEER, MessageKind.PEER_CHUNK):
                     await self._on_peer(session, envelope, frame)
                 elif envelope.kind is MessageKind.ACK:
                     ack, _ = decode_control(envelope, Ack)

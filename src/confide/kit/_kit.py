@@ -81,18 +81,18 @@ class Kit:
         return certificate_pem(self.ca)
 
     def tls_context(self, *, os_trust_store: bool = False) -> ssl.SSLContext:
-        """A TLS client context trusting the consortium CA and the usual public roots.
+        """A TLS client context that trusts the consortium CA, which issued the hub's certificate.
 
-        The consortium CA issued the hub's certificate. With ``os_trust_store`` the
-        operating system's store is used instead of the bundled roots, as needed behind
-        a proxy that re-signs TLS.
+        With ``os_trust_store`` the operating system's store is trusted as well, as needed
+        behind a proxy that re-signs TLS with the hospital's own CA.
         """
         if os_trust_store:
             import truststore
 
             context: ssl.SSLContext = truststore.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
         else:
-            context = ssl.create_default_context()
+            # Only the consortium CA: a public CA cannot vouch for "the hub".
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
         context.load_verify_locations(cadata=self.ca_pem.decode())
         return context
 

@@ -94,6 +94,7 @@ class Agent:
         self._tasks: set[asyncio.Task[None]] = set()
         self._limit = asyncio.Semaphore(config.workers)
         self._channels: dict[str, TaskPeers] = {}
+        self._ack_waiters: dict[str, asyncio.Event] = {}
         self._early: dict[str, list[Envelope]] = {}
 
     @property
@@ -184,11 +185,14 @@ class Agent:
         if envelope.kind is MessageKind.RUN:
             assignment, attachment = decode_control(envelope, RunAssignment)
             self._start(assignment, attachment)
-        elif envelope.kind is MessageKind.PEER:
+        elif envelope.kind in (MessageKind.PEER, MessageKind.PEER_CHUNK):
             self._on_peer(envelope)
         elif envelope.kind is MessageKind.ACK:
             ack, _ = decode_control(envelope, Ack)
             self._unacked.pop(ack.message_id, None)
+            waiter = self._ack_waiters.pop(ack.message_id, None)
+            if waiter is not None:
+                waiter.set()
         elif envelope.kind is MessageKind.ERROR:
             notice, _ = decode_control(envelope, ErrorNotice)
             log.error("the hub rejected a frame: %s", notice.message)
@@ -240,7 +244,7 @@ class Agent:
             if algorithm.protocol is None:
                 outcome = await self._run_local(request.algorithm, request.params)
             else:
-                outcome = await self._run_protocol(assignment, algorithm, request.params)
+                outcome = await self._run_protocol(assignment, algorithm, request.params, request.nodes)
         except ConfideError as exc:
             outcome = StepOutcome(None, str(exc))
         log.info(
@@ -257,8 +261,13 @@ class Agent:
             return await self.workers.run(algorithm, params)
 
     async def _run_protocol(
-        self, assignment: RunAssignment, algorithm: Algorithm, params: dict[str, object]
+        self, assignment: RunAssignment, algorithm: Algorithm, params: dict[str, object], nodes: list[str]
     ) -> StepOutcome:
+        if sorted({self.node_id, *assignment.peers}) != sorted(nodes):
+            raise WireError(
+                f"the hub offered peers {sorted(assignment.peers)} but the researcher addressed "
+                f"{sorted(nodes)}; refusing to compute with a group the researcher did not choose"
+            )
         peers = {
             node: verify_party_certificate(
                 pem.encode(), self.kit.ca, expected_id=node, expected_role=Role.NODE
@@ -273,22 +282,34 @@ class Agent:
             run_local=self._run_local,
             send_frame=self._send_reliably,
             guard=self._guard,
+            max_age_ms=int(self.config.input_max_age_s * 1000),
         )
         self._channels[assignment.task_id] = channel
         for early in self._early.pop(assignment.task_id, []):
             self._deliver_peer(channel, early)
         try:
             return StepOutcome(await algorithm.run_protocol(channel, params), None)
+        except ConfideError:
+            raise
+        except Exception as exc:  # an algorithm's own bug: report it, keep the node
+            log.exception("algorithm %s failed", algorithm.name)
+            error = f"{algorithm.name} failed with {type(exc).__name__}; the node's log has the details"
+            return StepOutcome(None, error)
         finally:
             del self._channels[assignment.task_id]
 
-    async def _send_reliably(self, envelope: Envelope) -> None:
-        """Send a frame the hub acknowledges; it is resent after a reconnect until it is."""
+    async def _send_reliably(self, envelope: Envelope) -> asyncio.Event:
+        """Send a frame the hub acknowledges; it is resent after a reconnect until it is.
+
+        Returns an event set on the acknowledgement (flow control for streams).
+        """
+        acked = self._ack_waiters.setdefault(envelope.message_id.hex(), asyncio.Event())
         frame = envelope.encode()
         self._unacked[envelope.message_id.hex()] = _Sent("", frame)
         if self._conn is not None:
             with contextlib.suppress(TransportError):
                 await self._conn.send(frame)
+        return acked
 
     def _on_peer(self, envelope: Envelope) -> None:
         channel = self._channels.get(envelope.task_id)

@@ -2,6 +2,9 @@
 
 - ``_base``: ``Connection`` and ``Connector`` protocols
 - ``_websocket``: WebSocket (``websockets``)
+- ``_grpc``: gRPC bidirectional stream, one generic bytes method (``grpc.aio``)
+- ``_longpoll``: HTTPS long-polling (``httpx``)
+- ``_fallback``: the configured transports tried in order
 - ``_memory``: in-memory pair for tests
 """
 

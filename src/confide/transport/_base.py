@@ -1,6 +1,6 @@
 """The node <-> hub channel interface: a connector that opens a framed, bidirectional connection.
 
-Every transport (WebSocket now; gRPC and HTTPS long-polling later) carries the same
+Every transport (WebSocket, gRPC, HTTPS long-polling) carries the same
 binary envelopes, so the hub's node session and the node's agent never know which one
 they run over. The node always dials out; the hub never connects to a node.
 """

@@ -60,6 +60,7 @@ class MessageKind(enum.IntEnum):
     TASK_INPUT = 16
     TASK_RESULT = 17
     PEER = 18  # node -> node within a task, sealed end to end, relayed by the hub
+    PEER_CHUNK = 19  # one 1 MiB chunk of a node -> node stream (AES-GCM under a sealed key)
 
 
 class Flags(enum.IntFlag):

@@ -18,6 +18,9 @@ class TaskRequest(BaseModel):
     collaboration: str
     algorithm: str = Field(min_length=1, max_length=200)
     params: dict[str, object]
+    # the nodes the researcher addressed: a multi-party step runs with exactly these,
+    # so a hub cannot shrink or reshape the group a node computes with
+    nodes: list[str] = Field(default_factory=list)
 
 
 class TaskOutcome(BaseModel):
