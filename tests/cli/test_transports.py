@@ -68,3 +68,23 @@ def test_hub_refuses_plain_http_unless_asked(tmp_path: Path) -> None:
 
     assert proc.returncode == 1
     assert "plain HTTP" in proc.stderr and "--insecure" in proc.stderr
+
+
+def test_a_node_using_the_os_trust_store_still_reaches_the_hub(tmp_path: Path) -> None:
+    consortium = LocalConsortium(tmp_path / "c", hospitals=2)
+    consortium.prepare()
+    path = consortium.node_config_path("node-b")
+    config = yaml.safe_load(path.read_text())
+    config["os_trust_store"] = True  # truststore: the system's roots plus the consortium CA
+    path.write_text(yaml.safe_dump(config))
+    try:
+        consortium.start_hub()
+        for node_id in consortium.node_ids:
+            consortium.start_node(node_id)
+        consortium.wait_online()
+        with Client(consortium.researcher_kit) as client:
+            results = client.run(COLLABORATION, "stats.summary", PARAMS, timeout_s=30)
+    finally:
+        consortium.close()
+
+    assert [r.ok for r in results] == [True, True]

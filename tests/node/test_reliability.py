@@ -132,3 +132,57 @@ def test_a_hub_killed_mid_task_loses_no_peer_message(tmp_path: Path) -> None:
     for node_id in consortium.node_ids:
         log = consortium.log_path(node_id).read_text()
         assert len(re.findall(rf"run {task_id}-{node_id} of secure.ring_sum: completed", log)) == 1
+
+
+class CutOnceRelay(CuttableRelay):
+    """Cuts every live connection once, after ``after_bytes`` went from node to hub."""
+
+    def __init__(self, target_port: int, after_bytes: int) -> None:
+        super().__init__(target_port)
+        self.after_bytes = after_bytes
+        self.forwarded = 0
+        self.cuts = 0
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
+        self.writers += [writer, up_writer]
+
+        async def pump(src: asyncio.StreamReader, dst: asyncio.StreamWriter, upstream: bool) -> None:
+            with contextlib.suppress(ConnectionError, asyncio.CancelledError):
+                while data := await src.read(65536):
+                    dst.write(data)
+                    await dst.drain()
+                    if upstream:
+                        self.forwarded += len(data)
+                        if self.cuts == 0 and self.forwarded >= self.after_bytes:
+                            self.cuts += 1
+                            await self.cut()
+                            return
+            dst.transport.abort()
+
+        await asyncio.gather(pump(reader, up_writer, True), pump(up_reader, writer, False))
+
+
+def test_a_stream_cut_mid_transfer_resumes_and_arrives_whole(consortium: InProcessConsortium) -> None:
+    relay = CutOnceRelay(consortium.hub_port, after_bytes=6 * 1024 * 1024)
+    relay_port = free_port()
+    consortium.bg.call(relay.start(relay_port))
+    consortium.stop_node("node-a")
+    config = load_node_config(consortium.local.node_config_path("node-a"))
+    kit = Kit.load(config.kit)
+    agent = Agent(
+        config, kit, WebSocketConnector(f"http://127.0.0.1:{relay_port}"), consortium.pools["node-a"]
+    )
+    runner = consortium.bg.submit(agent.run())
+    consortium.wait_online(["node-a"])
+    params = {"sender": "node-a", "receiver": "node-b", "size_mb": 16, "timeout_s": 60}
+
+    with consortium.client() as client:
+        results = client.run(
+            COLLABORATION, "diagnostics.relay", params, nodes=["node-a", "node-b"], timeout_s=60
+        )
+
+    runner.cancel()
+    sender, receiver = (r.output or {} for r in results.raise_for_errors())
+    assert relay.cuts == 1  # the link really dropped mid-stream
+    assert sender["sha256"] == receiver["sha256"] and receiver["bytes"] == 16 * 1024 * 1024

@@ -116,6 +116,7 @@ class NodeSessions:
         self._early_acks: dict[str, None] = {}
         # peer messages forwarded to an online recipient, awaiting its ack
         self._awaiting: dict[str, asyncio.Event] = {}
+        self._last_mailbox_ms = 0
         self._background: set[asyncio.Task[None]] = set()
         self.last_seen_ms: dict[str, int] = {}
 
@@ -271,7 +272,8 @@ class NodeSessions:
             raise WireError(f"a peer message must be sealed by {sender} within one of its tasks")
         if envelope.recipient not in nodes or envelope.recipient == sender:
             raise WireError(f"{envelope.recipient!r} is not another node of task {envelope.task_id}")
-        now = _now_ms()
+        # strictly increasing: the mailbox hands messages out in this order
+        now = self._last_mailbox_ms = max(_now_ms(), self._last_mailbox_ms + 1)
         message = MailboxMessage(
             envelope.message_id.hex(),
             envelope.recipient,

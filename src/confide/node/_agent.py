@@ -154,14 +154,19 @@ class Agent:
         welcome, _ = decode_control(first, Welcome)
         log.info(
             "connected to %s over %s; collaborations: %s",
-            self.kit.hub_url,
+            self.config.hub_url or self.kit.hub_url,
             self.connector.name,
             ", ".join(welcome.collaborations) or "none",
         )
+        # Resend what the hub never acknowledged, in the original order, before anything
+        # new may go out on this connection (a stream's chunks must not overtake).
+        resent: set[str] = set()
+        while pending := [(k, v) for k, v in self._unacked.items() if k not in resent]:
+            for key, sent in pending:
+                await conn.send(sent.frame)
+                resent.add(key)
         self._conn = conn
         self.connected.set()
-        for sent in list(self._unacked.values()):
-            await conn.send(sent.frame)
         every_s = min(welcome.heartbeat_s, self.config.heartbeat_s)
         heartbeat = asyncio.create_task(self._heartbeats(conn, every_s))
         try:

@@ -41,6 +41,7 @@ _MESSAGE = b"\x00"
 _STREAM = b"\x01"
 _SIZE = struct.Struct(">Q")
 _KEY_BYTES = 48
+MAX_EARLY_CHUNKS = 4096  # chunks held out of order before a stream is given up
 
 
 @dataclass
@@ -51,6 +52,8 @@ class _IncomingStream:
     opener: StreamOpener
     size: int
     chunks: asyncio.Queue[bytes | None] = field(default_factory=asyncio.Queue)
+    # chunks that came ahead of their turn (e.g. out of a mailbox), by index
+    early: dict[int, tuple[bytes, bool]] = field(default_factory=dict)
 
 
 class TaskPeers:
@@ -79,6 +82,8 @@ class TaskPeers:
         self._inbox: dict[str, asyncio.Queue[bytes]] = {}
         self._streams: dict[str, asyncio.Queue[_IncomingStream]] = {}
         self._open_streams: dict[bytes, _IncomingStream] = {}
+        # chunks that overtook their stream's opening message, by stream id
+        self._orphans: dict[bytes, list[Envelope]] = {}
         self._seq = itertools.count()
 
     @property
@@ -166,22 +171,39 @@ class TaskPeers:
             incoming = _IncomingStream(envelope.sender, StreamOpener(stream), size)
             self._open_streams[stream.stream_id] = incoming
             self._stream_queue(envelope.sender).put_nowait(incoming)
+            for orphan in self._orphans.pop(stream.stream_id, []):
+                self._deliver_chunk(orphan)
         else:
             self._queue(envelope.sender).put_nowait(body)
 
     def _deliver_chunk(self, envelope: Envelope) -> None:
         stream_id = envelope.body[:16]
         incoming = self._open_streams.get(stream_id)
-        if incoming is None or incoming.sender != envelope.sender:
-            raise AlgorithmError(f"stream chunk from {envelope.sender!r} belongs to no open stream")
+        if incoming is None:
+            # Its opening message is still on the way (e.g. out of a mailbox): keep it.
+            orphans = self._orphans.setdefault(stream_id, [])
+            if len(orphans) >= MAX_EARLY_CHUNKS:
+                raise AlgorithmError(f"stream chunks from {envelope.sender!r} belong to no open stream")
+            orphans.append(envelope)
+            return
+        if incoming.sender != envelope.sender:
+            raise AlgorithmError(f"stream chunk from {envelope.sender!r} belongs to another sender's stream")
         if envelope.chunk_index < incoming.opener.next_index:
             return  # resent after a reconnect: already delivered
-        final = bool(envelope.flags & Flags.FINAL)
-        chunk = incoming.opener.open_chunk(envelope.chunk_index, envelope.body[16:], final=final)
-        incoming.chunks.put_nowait(chunk)
-        if final:
-            incoming.chunks.put_nowait(None)
-            del self._open_streams[stream_id]
+        if len(incoming.early) > MAX_EARLY_CHUNKS:
+            raise AlgorithmError(
+                f"the stream from {envelope.sender!r} is missing chunk {incoming.opener.next_index}"
+            )
+        incoming.early[envelope.chunk_index] = (envelope.body[16:], bool(envelope.flags & Flags.FINAL))
+        while (ready := incoming.early.pop(incoming.opener.next_index, None)) is not None:
+            ciphertext, final = ready
+            incoming.chunks.put_nowait(
+                incoming.opener.open_chunk(incoming.opener.next_index, ciphertext, final=final)
+            )
+            if final:
+                incoming.chunks.put_nowait(None)
+                del self._open_streams[stream_id]
+                return
 
     async def _send_sealed(self, peer: str, plaintext: bytes) -> asyncio.Event:
         party = self._peer(peer)
