@@ -112,26 +112,19 @@ class Algorithm:
 
     def run(self, data: DataContext, raw_params: Mapping[str, object]) -> dict[str, object]:
         """Run the step and return its output, validated against the declared model."""
-        params = self.parse_params(raw_params)
-        produced = self.step(data, params)
-        declared = self.local or self.output
-        try:
-            checked = declared.model_validate(produced.model_dump())
-        except ValidationError as exc:
-            raise AlgorithmError(
-                f"{self.name} produced output that does not match its declaration "
-                f"({_describe(exc)}); nothing was sent"
-            ) from None
-        return checked.model_dump(mode="json")
+        produced = self.step(data, self.parse_params(raw_params))
+        return self._checked(produced, self.local or self.output)
 
     async def run_protocol(self, peers: PeerContext, raw_params: Mapping[str, object]) -> dict[str, object]:
         """Run the multi-party protocol and validate what it produced."""
         if self.protocol is None:
             raise AlgorithmError(f"{self.name} is not a multi-party algorithm")
-        params = self.parse_params(raw_params)
-        produced = await self.protocol(peers, params)
+        produced = await self.protocol(peers, self.parse_params(raw_params))
+        return self._checked(produced, self.output)
+
+    def _checked(self, produced: BaseModel, declared: type[BaseModel]) -> dict[str, object]:
         try:
-            checked = self.output.model_validate(produced.model_dump())
+            checked = declared.model_validate(produced.model_dump())
         except ValidationError as exc:
             raise AlgorithmError(
                 f"{self.name} produced output that does not match its declaration "
