@@ -12,11 +12,15 @@ prints p50 / p95 / mean and, with ``--write``, replaces the section in docs/benc
 from __future__ import annotations
 
 import argparse
-import platform
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _doc import machine, percentile, write_section
 
 from confide.cli._consortium import COLLABORATION, LocalConsortium
 from confide.client import Client
@@ -43,11 +47,6 @@ def measure(tasks: int, warmup: int, tls: bool) -> list[float]:
     return latencies
 
 
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", type=int, default=200)
@@ -65,31 +64,18 @@ def main() -> None:
         )
         print(f"{mode}: tasks={args.tasks} p50={p50:.1f} ms p95={p95:.1f} ms mean={mean:.1f} ms")
     if args.write:
-        _write("\n".join(rows), args.tasks)
-
-
-def _write(row: str, tasks: int) -> None:
-    doc = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
-    text = doc.read_text() if doc.exists() else "# Benchmarks\n"
-    start, end = "<!-- task_latency:start -->", "<!-- task_latency:end -->"
-    section = "\n".join(
-        [
-            start,
-            f"Command: `python benchmarks/task_latency.py --tasks {tasks} --write` "
-            f"({time.strftime('%Y-%m-%d')}, {platform.processor() or platform.machine()}, "
-            f"Python {platform.python_version()}, hub store SQLite, nodes on WebSocket).",
-            "",
-            "| hub link | tasks | p50 ms | p95 ms | mean ms | min ms | max ms |",
-            "|---|---:|---:|---:|---:|---:|---:|",
-            row,
-            end,
-        ]
-    )
-    if start in text:
-        text = text[: text.index(start)] + section + text[text.index(end) + len(end) :]
-    else:
-        text = text.rstrip() + "\n\n## Task latency (issue 2)\n\n" + section + "\n"
-    doc.write_text(text)
+        write_section(
+            "task_latency",
+            "Task latency (issue 2)",
+            [
+                f"Command: `python benchmarks/task_latency.py --tasks {args.tasks} --write` "
+                f"({machine()}, hub store SQLite, nodes on WebSocket).",
+                "",
+                "| hub link | tasks | p50 ms | p95 ms | mean ms | min ms | max ms |",
+                "|---|---:|---:|---:|---:|---:|---:|",
+                *rows,
+            ],
+        )
 
 
 if __name__ == "__main__":
