@@ -4,8 +4,12 @@
 - ``_seal``: HPKE seal to one recipient + Ed25519 signature; ``open_sealed`` with its checks
 - ``_pki``: the consortium CA and party certificates binding both public keys
 - ``_stream``: large payloads as 1 MiB AES-GCM chunks under one sealed content key
+- ``_prg``: masks from AES-256-CTR keyed by X25519 + HKDF seeds (secure aggregation)
+- ``_shamir``: t-of-n Shamir sharing over GF(2^521 - 1)
+- ``_fixedpoint``: fixed-point encoding into Z_2^32 / Z_2^64 with overflow checks
 """
 
+from confide.crypto._fixedpoint import FixedPoint, min_bits
 from confide.crypto._identity import (
     PartyIdentity,
     PublicParty,
@@ -20,27 +24,36 @@ from confide.crypto._pki import (
     load_certificate,
     verify_party_certificate,
 )
+from confide.crypto._prg import derive_pair_seed, expand_mask
 from confide.crypto._seal import MemoryReplayGuard, ReplayGuard, SealedBody, open_sealed, seal
+from confide.crypto._shamir import Share, combine, split
 from confide.crypto._stream import CHUNK_SIZE, StreamKey, StreamOpener, StreamSealer
 
 __all__ = [
     "CHUNK_SIZE",
     "CertificateAuthority",
+    "FixedPoint",
     "MemoryReplayGuard",
     "PartyIdentity",
     "PublicParty",
     "ReplayGuard",
     "Role",
     "SealedBody",
+    "Share",
     "StreamKey",
     "StreamOpener",
     "StreamSealer",
     "TlsCredentials",
     "certificate_pem",
+    "combine",
+    "derive_pair_seed",
+    "expand_mask",
     "fingerprint",
     "load_certificate",
+    "min_bits",
     "open_sealed",
     "seal",
+    "split",
     "verify_party_certificate",
     "write_private_file",
 ]
