@@ -38,3 +38,17 @@ def test_sigterm_stops_a_node_and_its_worker_processes(tmp_path: Path) -> None:
         while any(_alive(w) for w in workers) and time.monotonic() < deadline:
             time.sleep(0.05)
         assert not any(_alive(w) for w in workers)
+
+
+def test_workers_of_a_killed_node_leave_too(tmp_path: Path) -> None:
+    with LocalConsortium(tmp_path / "c", hospitals=1) as consortium:
+        node = consortium.processes["node-a"]
+        workers = _children(node.pid)
+        assert workers
+
+        consortium.stop("node-a", kill=True)  # SIGKILL: no chance to stop the pool
+
+        deadline = time.monotonic() + 15  # workers check their parent every second
+        while any(_alive(w) for w in workers) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not any(_alive(w) for w in workers)

@@ -11,6 +11,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import multiprocessing
+import os
+import threading
+import time
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -25,6 +28,7 @@ __all__ = ["StepOutcome", "WorkerPool"]
 
 log = logging.getLogger("confide.node.worker")
 _DATA: LocalData | None = None
+PARENT_CHECK_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -38,6 +42,15 @@ class StepOutcome:
 def _init_worker(sources: Sequence[DataSourceConfig]) -> None:
     global _DATA
     _DATA = LocalData(sources)
+    threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()
+
+
+def _exit_with_parent(parent: int) -> None:
+    # A node killed outright (SIGKILL, the OOM killer) cannot stop its pool; its workers
+    # notice that they were handed to another parent and leave instead of lingering.
+    while os.getppid() == parent:
+        time.sleep(PARENT_CHECK_S)
+    os._exit(0)
 
 
 def _run_step(algorithm: str, params: dict[str, object]) -> StepOutcome:
