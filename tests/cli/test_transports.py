@@ -8,9 +8,22 @@ import pytest
 import yaml
 
 from confide.cli._consortium import COLLABORATION, LocalConsortium, free_port
-from confide.client import Client
+from confide.client import Client, TaskResults
 
 PARAMS = {"table": "patients", "columns": ["age"]}
+
+
+def _summary_with(consortium: LocalConsortium) -> TaskResults:
+    """Start the prepared consortium, run one summary task, stop everything."""
+    try:
+        consortium.start_hub()
+        for node_id in consortium.node_ids:
+            consortium.start_node(node_id)
+        consortium.wait_online()
+        with Client(consortium.researcher_kit) as client:
+            return client.run(COLLABORATION, "stats.summary", PARAMS, timeout_s=30)
+    finally:
+        consortium.close()
 
 
 @pytest.mark.parametrize("transport", ["websocket", "grpc", "longpoll"])
@@ -35,15 +48,7 @@ def test_a_node_falls_back_when_its_first_transports_are_blocked(tmp_path: Path)
     config["hub_url"] = f"https://127.0.0.1:{free_port()}"
     config["transports"] = ["websocket", "longpoll", "grpc"]
     path.write_text(yaml.safe_dump(config))
-    try:
-        consortium.start_hub()
-        for node_id in consortium.node_ids:
-            consortium.start_node(node_id)
-        consortium.wait_online()
-        with Client(consortium.researcher_kit) as client:
-            results = client.run(COLLABORATION, "stats.summary", PARAMS, timeout_s=30)
-    finally:
-        consortium.close()
+    results = _summary_with(consortium)
     logs = consortium.log_path("node-b").read_text()
 
     assert [r.ok for r in results] == [True, True]
@@ -77,14 +82,6 @@ def test_a_node_using_the_os_trust_store_still_reaches_the_hub(tmp_path: Path) -
     config = yaml.safe_load(path.read_text())
     config["os_trust_store"] = True  # truststore: the system's roots plus the consortium CA
     path.write_text(yaml.safe_dump(config))
-    try:
-        consortium.start_hub()
-        for node_id in consortium.node_ids:
-            consortium.start_node(node_id)
-        consortium.wait_online()
-        with Client(consortium.researcher_kit) as client:
-            results = client.run(COLLABORATION, "stats.summary", PARAMS, timeout_s=30)
-    finally:
-        consortium.close()
+    results = _summary_with(consortium)
 
     assert [r.ok for r in results] == [True, True]

@@ -323,15 +323,24 @@ async def open_session(request: Request) -> JSONResponse:
     return JSONResponse({"session": session.sid}, status_code=201)
 
 
-@router.post("/sessions/{sid}/frames", status_code=204)
-async def post_frames(sid: str, request: Request) -> Response:
-    """Queue the node's frames (``u32 big-endian length | bytes``, repeated)."""
+def _lookup(request: Request, sid: str) -> LongPollSession | Response:
+    """The session ``sid``, or the error response that says why there is none."""
     hub = _hub(request)
     if hub is None:
         return _error(*_DISABLED)
     session = hub.session(sid)
     if session is None:
         return _gone(sid)
+    return session
+
+
+@router.post("/sessions/{sid}/frames", status_code=204)
+async def post_frames(sid: str, request: Request) -> Response:
+    """Queue the node's frames (``u32 big-endian length | bytes``, repeated)."""
+    found = _lookup(request, sid)
+    if isinstance(found, Response):
+        return found
+    session = found
     if session.reason is not None:
         return _gone(sid, session.reason)
     try:
@@ -358,14 +367,13 @@ async def get_frames(
     wait: Annotated[float, Query(ge=0, description="Hold up to this many seconds for a frame.")] = 0.0,
 ) -> Response:
     """The frames queued for the node, held until there is one; 204 if none came in time."""
-    hub = _hub(request)
-    if hub is None:
-        return _error(*_DISABLED)
-    session = hub.session(sid)
-    if session is None:
-        return _gone(sid)
+    found = _lookup(request, sid)
+    if isinstance(found, Response):
+        return found
+    session, hub = found, _hub(request)
+    hold_s = hub.hold_s if hub is not None else 0.0
     try:
-        frames = await session.collect(min(wait, hub.hold_s))
+        frames = await session.collect(min(wait, hold_s))
     except TransportError as exc:
         return _gone(sid, str(exc))
     if not frames:
@@ -376,11 +384,9 @@ async def get_frames(
 @router.delete("/sessions/{sid}", status_code=204)
 async def close_session(sid: str, request: Request) -> Response:
     """End the session (the node is leaving)."""
-    hub = _hub(request)
-    if hub is None:
-        return _error(*_DISABLED)
-    session = hub.session(sid)
-    if session is None:
-        return _gone(sid)
+    found = _lookup(request, sid)
+    if isinstance(found, Response):
+        return found
+    session = found
     session.abandon("closed by the node")
     return Response(status_code=204)
