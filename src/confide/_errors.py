@@ -21,6 +21,8 @@
      +-- AuthError              wrong or forged credentials, not a member, not allowed
      +-- AlgorithmError         unknown algorithm, bad parameters, failing or invalid step
      +-- PolicyError            the node's policy refuses a run
+     +-- ProtocolError          a secure-computation round that cannot complete (too few
+     |                          survivors, inconsistent configuration, a misbehaving party)
      +-- TaskError              a task that failed or timed out, as seen by the researcher
 
 Errors say what was wrong, where, and what to do; the CLI and the HTTP API translate
@@ -42,6 +44,7 @@ __all__ = [
     "NotFoundError",
     "OpenError",
     "PolicyError",
+    "ProtocolError",
     "ReplayError",
     "StaleMessageError",
     "StoreError",
@@ -127,6 +130,10 @@ class AlgorithmError(ConfideError):
 
 class PolicyError(ConfideError):
     """The node's policy refuses the run."""
+
+
+class ProtocolError(ConfideError):
+    """A secure-computation round that cannot complete; it reveals nothing when it fails."""
 
 
 class TaskError(ConfideError):

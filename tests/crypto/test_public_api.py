@@ -10,8 +10,11 @@ def test_exported_names_are_pinned() -> None:
 
     assert exported == {
         "CHUNK_SIZE",
+        "SEED_SIZE",
+        "SHARE_SIZE",
         "CertificateAuthority",
         "FixedPoint",
+        "MaskKey",
         "MemoryReplayGuard",
         "PartyIdentity",
         "PublicParty",
@@ -30,6 +33,7 @@ def test_exported_names_are_pinned() -> None:
         "fingerprint",
         "load_certificate",
         "min_bits",
+        "open_bound",
         "open_sealed",
         "seal",
         "split",

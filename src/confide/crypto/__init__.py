@@ -24,15 +24,18 @@ from confide.crypto._pki import (
     load_certificate,
     verify_party_certificate,
 )
-from confide.crypto._prg import derive_pair_seed, expand_mask
-from confide.crypto._seal import MemoryReplayGuard, ReplayGuard, SealedBody, open_sealed, seal
-from confide.crypto._shamir import Share, combine, split
+from confide.crypto._prg import SEED_SIZE, MaskKey, derive_pair_seed, expand_mask
+from confide.crypto._seal import MemoryReplayGuard, ReplayGuard, SealedBody, open_bound, open_sealed, seal
+from confide.crypto._shamir import SHARE_SIZE, Share, combine, split
 from confide.crypto._stream import CHUNK_SIZE, StreamKey, StreamOpener, StreamSealer
 
 __all__ = [
     "CHUNK_SIZE",
+    "SEED_SIZE",
+    "SHARE_SIZE",
     "CertificateAuthority",
     "FixedPoint",
+    "MaskKey",
     "MemoryReplayGuard",
     "PartyIdentity",
     "PublicParty",
@@ -51,6 +54,7 @@ __all__ = [
     "fingerprint",
     "load_certificate",
     "min_bits",
+    "open_bound",
     "open_sealed",
     "seal",
     "split",

@@ -14,6 +14,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, x25519
 
@@ -74,6 +75,14 @@ class PublicParty:
     def x25519(self) -> x25519.X25519PublicKey:
         """The sealing key as a ``cryptography`` object."""
         return x25519.X25519PublicKey.from_public_bytes(self.seal_key)
+
+    def verifies(self, signature: bytes, data: bytes) -> bool:
+        """Whether ``signature`` is this party's Ed25519 signature over ``data``."""
+        try:
+            self.ed25519().verify(signature, data)
+        except InvalidSignature:
+            return False
+        return True
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ secrets derived by X25519 + HKDF, never from a non-cryptographic generator").
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -28,7 +29,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from confide._errors import CryptoError
 
-__all__ = ["PAIR_SEED_INFO", "SEED_SIZE", "derive_pair_seed", "expand_mask"]
+__all__ = ["PAIR_SEED_INFO", "SEED_SIZE", "MaskKey", "derive_pair_seed", "expand_mask"]
 
 SEED_SIZE = 32
 PAIR_SEED_INFO = b"confide-secagg-pair-v1"
@@ -121,3 +122,43 @@ def derive_pair_seed(
         ) from None
     hkdf = HKDF(algorithm=hashes.SHA256(), length=SEED_SIZE, salt=None, info=PAIR_SEED_INFO + context)
     return hkdf.derive(shared)
+
+
+@dataclass(frozen=True)
+class MaskKey:
+    """A fresh X25519 key pair for one round's pairwise masks (``s_u`` in Bonawitz et al.).
+
+    It is separate from the party's long-term sealing key because the protocol may
+    reveal it: when a party drops out after its neighbours masked with it, the survivors
+    reconstruct this private key from Shamir shares so the server can cancel those masks.
+    A key used for one round only reveals nothing about any other round.
+    """
+
+    private: bytes
+
+    @classmethod
+    def generate(cls) -> MaskKey:
+        """A new key pair from the operating system's CSPRNG."""
+        return cls(x25519.X25519PrivateKey.generate().private_bytes_raw())
+
+    def __post_init__(self) -> None:
+        if len(self.private) != SEED_SIZE:
+            raise CryptoError(f"an X25519 private key is {SEED_SIZE} bytes, not {len(self.private)}")
+
+    @property
+    def public(self) -> bytes:
+        """The 32-byte public key, to advertise (signed) to the neighbours."""
+        return x25519.X25519PrivateKey.from_private_bytes(self.private).public_key().public_bytes_raw()
+
+    def pair_seed(self, peer_public: bytes, context: bytes) -> bytes:
+        """The seed shared with the holder of ``peer_public``; see :func:`derive_pair_seed`.
+
+        Raises
+        ------
+        CryptoError
+            If ``peer_public`` is not a 32-byte key or is a low-order point.
+        """
+        if len(peer_public) != SEED_SIZE:
+            raise CryptoError(f"an X25519 public key is {SEED_SIZE} bytes, not {len(peer_public)}")
+        mine = x25519.X25519PrivateKey.from_private_bytes(self.private)
+        return derive_pair_seed(mine, x25519.X25519PublicKey.from_public_bytes(peer_public), context)

@@ -44,6 +44,7 @@ __all__ = [
     "MemoryReplayGuard",
     "ReplayGuard",
     "SealedBody",
+    "open_bound",
     "open_sealed",
     "seal",
 ]
@@ -153,6 +154,32 @@ def open_sealed(
         raise ReplayError(
             f"message {message_id.hex()} from {sender.party_id!r} was received before; the replay was refused"
         )
+    return plaintext
+
+
+def open_bound(body: SealedBody, *, header: bytes, me: PartyIdentity, sender: PublicParty) -> bytes:
+    """Open a body sealed to ``me`` under a ``header`` that already names its one use.
+
+    For protocol messages whose header binds the session, the stage, the sender and the
+    recipient (a secure-aggregation share, a researcher's pad): such a body cannot be
+    replayed into another use, so no message id, timestamp or replay guard is needed.
+
+    Raises
+    ------
+    TamperedError
+        If the header or the ciphertext was altered.
+    BadSignatureError
+        If ``sender`` did not sign it.
+    """
+    try:
+        plaintext = _SUITE.decrypt(body.ciphertext, me.unseal_key, info=header)
+    except (InvalidTag, ValueError):
+        raise TamperedError(
+            f"a protocol message claiming to come from {sender.party_id!r} does not authenticate; "
+            "it was refused"
+        ) from None
+    if not sender.verifies(body.signature, header + body.ciphertext):
+        raise BadSignatureError(f"a protocol message is not signed by {sender.party_id!r}; it was refused")
     return plaintext
 
 
