@@ -58,7 +58,8 @@ def _top_byte_chi2_p(vector: np.ndarray) -> float:
 
 def test_the_hubs_view_is_uniform_whatever_the_inputs() -> None:
     zeros = {n: np.zeros(LENGTH, np.uint64) for n in NODES}
-    extreme = {n: np.full(LENGTH, np.iinfo(np.uint64).max // 3 * (i + 1), np.uint64) for i, n in enumerate(NODES)}
+    top = np.iinfo(np.uint64).max // 3
+    extreme = {n: np.full(LENGTH, top * (i + 1), np.uint64) for i, n in enumerate(NODES)}
 
     for inputs in (zeros, extreme):
         view = _hub_view(inputs)
@@ -120,7 +121,7 @@ def test_the_server_refuses_out_of_turn_and_impersonated_messages() -> None:
     server.receive("h1", advert)
     with pytest.raises(ProtocolError, match="already answered"):
         server.receive("h1", advert)
-    with pytest.raises(ProtocolError, match="not .or no longer. in round"):
+    with pytest.raises(ProtocolError, match=r"not \(or no longer\) in round"):
         server.receive("mallory", advert)
 
 
@@ -132,7 +133,7 @@ def test_the_server_refuses_out_of_turn_and_impersonated_messages() -> None:
         (b"\x01\x00\x00\x01\x00{}", "header length 256 exceeds"),
         (b"\x01\x00\x00\x00\x02[]", "header is not an object"),
         (b'\x01\x00\x00\x00\x0b{"node": 1}', "field 'node' must be a string"),
-        (b'\x0f\x00\x00\x00\x02{}', "field 'reason' must be a string"),
+        (b"\x0f\x00\x00\x00\x02{}", "field 'reason' must be a string"),
     ],
 )
 def test_malformed_frames_name_what_is_wrong(frame: bytes, match: str) -> None:
