@@ -51,7 +51,7 @@ async def test_migrated_schema_matches_the_table_metadata(database_url: str) -> 
     await store.close()
 
     revision, diff, tables = _schema_report(database_url)
-    assert revision == _head() == "0001"
+    assert revision == _head() == "0002"
     assert diff == []
     assert tables == {*metadata.tables, "alembic_version"}
 
@@ -70,11 +70,11 @@ async def test_initialise_again_at_head_keeps_schema_and_data(database_url: str)
 
     assert kept == [event]
     revision, diff, _ = _schema_report(database_url)
-    assert (revision, diff) == ("0001", [])
+    assert (revision, diff) == ("0002", [])
 
 
 def test_there_is_one_linear_history_of_migrations() -> None:
     script = ScriptDirectory(str(MIGRATIONS_DIR))
 
-    assert script.get_heads() == ["0001"]
-    assert [r.revision for r in script.walk_revisions()] == ["0001"]
+    assert script.get_heads() == ["0002"]
+    assert [r.revision for r in script.walk_revisions()] == ["0002", "0001"]

@@ -19,6 +19,7 @@ from sqlalchemy.engine import make_url
 from confide._errors import ConfigError, ConflictError, NotFoundError, StoreError
 from confide.hub._memstore import MemoryStore
 from confide.hub._records import (
+    AggregateRecord,
     AuditEvent,
     Collaboration,
     MailboxMessage,
@@ -523,3 +524,18 @@ async def test_an_unopenable_database_is_a_store_error(tmp_path: Path) -> None:
     with pytest.raises(StoreError, match="could not store message m1 in the store at sqlite"):
         await store.put_message(_message("m1", 100, 1_000))
     await store.close()
+
+
+async def test_an_aggregate_is_stored_once_and_read_back_whole(seeded: Store) -> None:
+    task = _task("t1", 1_000)
+    await seeded.create_task(task, _runs(task, "n1", "n2"))
+    total = bytes(range(256)) * 4096  # 1 MiB of padded sum
+    record = AggregateRecord("t1", "t1/sum", '{"ok": true}', total, 5_000)
+
+    await seeded.save_aggregate(record)
+
+    assert await seeded.aggregate("t1", "t1/sum") == record
+    assert await seeded.aggregate("t1", "t1/other") is None
+    with pytest.raises(ConflictError):
+        await seeded.save_aggregate(dataclasses.replace(record, meta='{"ok": false}'))
+    assert await seeded.aggregate("t1", "t1/sum") == record

@@ -15,10 +15,13 @@ from functools import cache
 from importlib.metadata import entry_points
 from typing import Any, Protocol
 
+import numpy as np
+import numpy.typing as npt
 import pyarrow as pa
 from pydantic import BaseModel, ValidationError
 
 from confide._errors import AlgorithmError
+from confide.protocols.secagg import Contribution
 
 __all__ = ["ENTRY_POINT_GROUP", "Algorithm", "DataContext", "PeerContext", "available", "get_algorithm"]
 
@@ -68,6 +71,23 @@ class PeerContext(Protocol):
 
     async def recv_stream(self, peer: str, timeout_s: float = 60.0) -> bytes:
         """The next stream from ``peer``, reassembled and checked."""
+        ...
+
+    async def secure_sum(
+        self,
+        values: npt.NDArray[np.unsignedinteger[Any]],
+        *,
+        label: str = "sum",
+        bits: int = 64,
+        threshold: int | None = None,
+        timeout_s: float = 300.0,
+        leave_after_input: bool = False,
+    ) -> Contribution:
+        """Add ``values`` (in Z_2^bits) to the task's secure sum ``label``, the hub as server.
+
+        Only the researcher learns the total (it removes the output pads); see
+        :mod:`confide.protocols.secagg`.
+        """
         ...
 
 

@@ -132,7 +132,12 @@ class LocalConsortium:
                 "policy": {
                     "collaborations": [COLLABORATION],
                     "researchers": [RESEARCHER],
-                    "algorithms": ["stats.summary", "secure.ring_sum", "diagnostics.relay"],
+                    "algorithms": [
+                        "stats.summary",
+                        "secure.ring_sum",
+                        "diagnostics.relay",
+                        "diagnostics.secure_sum",
+                    ],
                 },
             }
             self.node_config_path(node_id).write_text(yaml.safe_dump(config, sort_keys=False))

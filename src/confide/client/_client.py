@@ -28,6 +28,8 @@ from types import TracebackType
 from typing import Any
 
 import httpx
+import numpy as np
+import numpy.typing as npt
 from pydantic import ValidationError
 
 from confide._errors import (
@@ -41,6 +43,8 @@ from confide._errors import (
 )
 from confide.crypto import MemoryReplayGuard, PublicParty, Role, verify_party_certificate
 from confide.kit import Kit
+from confide.protocols.secagg import remove_pads
+from confide.protocols.secagg._frames import config_from_fields
 from confide.wire import (
     Envelope,
     MessageKind,
@@ -108,6 +112,23 @@ class TaskResults:
             lines = "; ".join(f"{r.node}: {r.error}" for r in self.failed)
             raise TaskError(f"task {self.task_id} failed on {len(self.failed)} node(s): {lines}")
         return self
+
+
+@dataclass(frozen=True)
+class SecureSum:
+    """The plain total of a secure-aggregation round, as only the researcher sees it.
+
+    ``total`` is in Z_2^bits (decode it with the fixed-point encoding the nodes used);
+    ``survivors`` are the nodes whose inputs it sums, ``dropped`` those that left the
+    round after dealing their shares.
+    """
+
+    task_id: str
+    label: str
+    total: npt.NDArray[np.unsignedinteger[Any]]
+    survivors: tuple[str, ...]
+    dropped: tuple[str, ...]
+    bits: int
 
 
 class Client:
@@ -232,6 +253,59 @@ class Client:
         opened = [self._open_result(task_id, row) for row in rows]
         return TaskResults(task_id, sorted(opened, key=lambda r: r.node))
 
+    def secure_sum(self, task_id: str, label: str = "sum", wait_s: float = 0.0) -> SecureSum:
+        """The total of the task's secure-aggregation round ``label``, its pads removed.
+
+        The hub holds only the padded sum; each survivor's pad seed is sealed to this
+        researcher, so the plain total exists only here. With ``wait_s``, waits for the
+        round to end; :class:`TaskError` if it has not, or if it failed.
+        """
+        deadline = time.monotonic() + wait_s
+        path = f"/api/tasks/{task_id}/aggregates/{label}"
+        while True:
+            left = max(0.0, deadline - time.monotonic())
+            try:
+                response = self._http.get(path, params={"wait": min(left, LONG_POLL_S)})
+            except httpx.TransportError as exc:
+                raise TransportError(f"cannot reach the hub at {self.kit.hub_url}: {exc}") from None
+            if response.status_code != 404 or left <= 0:
+                break
+        if response.status_code == 404:
+            raise TaskError(
+                f"secure sum {label!r} of task {task_id} has not finished (waited {wait_s:.0f} s)"
+            )
+        if response.status_code >= 400:
+            raise _http_error(response)
+        return self._unpad(task_id, label, response.content)
+
+    def _unpad(self, task_id: str, label: str, body: bytes) -> SecureSum:
+        size = int.from_bytes(body[:4], "big")
+        try:
+            meta = json.loads(body[4 : 4 + size])
+            config = config_from_fields(meta["config"])
+        except (ValueError, KeyError, ConfideError) as exc:
+            raise WireError(f"the hub's answer for secure sum {label!r} is malformed ({exc})") from None
+        if not meta.get("ok"):
+            raise TaskError(f"secure sum {label!r} of task {task_id} failed: {meta.get('error')}")
+        if config.session != f"{task_id}/{label}":
+            raise WireError(f"the hub answered with round {config.session!r} for {task_id}/{label}")
+        dtype = np.dtype(f"<u{config.bits // 8}")
+        if len(body) - 4 - size != config.length * dtype.itemsize:
+            raise WireError(f"the padded sum of {label!r} has the wrong size")
+        padded = np.frombuffer(body[4 + size :], dtype=dtype).astype(dtype.newbyteorder("="))
+        survivors = tuple(str(n) for n in meta["survivors"])
+        parties = {n: self._node_key(n) for n in config.nodes}
+        pads = {n: base64.b64decode(p) for n, p in meta["pads"].items()}
+        total = remove_pads(config, padded, survivors, pads, me=self.kit.identity, parties=parties)
+        return SecureSum(task_id, label, total, survivors, tuple(meta["dropped"]), config.bits)
+
+    def _node_key(self, node_id: str) -> PublicParty:
+        sender = self._peers.get(node_id)
+        if sender is None:
+            pem = self._request("GET", f"/api/parties/{node_id}/certificate", raw=True)
+            sender = self._verified(node_id, pem.encode(), Role.NODE)
+        return sender
+
     def run(
         self,
         collaboration: str,
@@ -288,10 +362,7 @@ class Client:
             or envelope.kind is not MessageKind.TASK_RESULT
         ):
             raise WireError(f"result filed for {node_id!r} is not that node's result for task {task_id}")
-        sender = self._peers.get(node_id)
-        if sender is None:
-            pem = self._request("GET", f"/api/parties/{node_id}/certificate", raw=True)
-            sender = self._verified(node_id, pem.encode(), Role.NODE)
+        sender = self._node_key(node_id)
         plaintext = open_envelope(
             envelope,
             me=self.kit.identity,

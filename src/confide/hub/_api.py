@@ -12,7 +12,7 @@ import re
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Request
-from fastapi.responses import PlainTextResponse
+from fastapi.responses import PlainTextResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from confide._errors import AuthError, NotFoundError, WireError
@@ -204,6 +204,35 @@ async def results(
         ResultOut(node=r.node_id, status=r.status.value, envelope=base64.b64encode(r.envelope).decode())
         for r in await service.results(me, task_id, wait)
     ]
+
+
+@router.get(
+    "/tasks/{task_id}/aggregates/{label}",
+    response_class=Response,
+    responses={200: {"content": {"application/octet-stream": {}}}},
+)
+async def aggregate(
+    task_id: TaskId,
+    label: Annotated[str, Path(pattern=r"^[A-Za-z0-9_.-]{1,64}$")],
+    me: Researcher,
+    service: Service,
+    request: Request,
+    wait: Annotated[
+        float, Query(ge=0, description="Hold up to this many seconds until the round ends.")
+    ] = 0.0,
+) -> Response:
+    """The outcome of secure-aggregation round ``label``: padded sum, survivors, sealed pads.
+
+    Binary: a 4-byte big-endian length, that many bytes of JSON (``ok``, ``error``,
+    ``bits``, ``length``, ``survivors``, ``dropped``, ``pads``), then the padded total
+    as little-endian integers. 404 until the round has ended.
+    """
+    wait = min(wait, request.app.state.settings.max_wait_s)
+    found = await service.aggregate(me, task_id, f"{task_id}/{label}", wait)
+    if found is None:
+        raise NotFoundError(f"round {label!r} of task {task_id} has not ended (or never started)")
+    meta = found.meta.encode()
+    return Response(len(meta).to_bytes(4, "big") + meta + found.total, media_type="application/octet-stream")
 
 
 def _summary(t: Task) -> TaskSummary:

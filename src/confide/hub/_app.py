@@ -74,7 +74,13 @@ def create_app(settings: HubSettings, store: Store | None = None) -> FastAPI:
         watch = TaskWatch()
         directory = Directory(the_store)
         sessions = NodeSessions(
-            the_store, directory, audit, watch, settings.heartbeat_s, settings.mailbox_ttl_s
+            the_store,
+            directory,
+            audit,
+            watch,
+            settings.heartbeat_s,
+            settings.mailbox_ttl_s,
+            settings.aggregation_stage_timeout_s,
         )
         app.state.settings = settings
         app.state.store = the_store

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable, Mapping
 
 from confide._errors import ConflictError, NotFoundError
 from confide.hub._records import (
+    AggregateRecord,
     AuditEvent,
     Collaboration,
     MailboxMessage,
@@ -61,6 +62,7 @@ class MemoryStore:
         self._runs: dict[str, Run] = {}
         self._results: dict[str, Result] = {}
         self._mailbox: dict[str, MailboxMessage] = {}
+        self._aggregates: dict[tuple[str, str], AggregateRecord] = {}
         self._audit: list[AuditEvent] = []
 
     async def initialise(self) -> None:
@@ -205,6 +207,21 @@ class MemoryStore:
         for message_id in expired:
             del self._mailbox[message_id]
         return len(expired)
+
+    # -- secure aggregation ----------------------------------------------------------
+
+    async def save_aggregate(self, aggregate: AggregateRecord) -> None:
+        key = (aggregate.task_id, aggregate.session)
+        if key in self._aggregates:
+            raise ConflictError(
+                f"aggregate {aggregate.session} of task {aggregate.task_id} is stored already"
+            )
+        if aggregate.task_id not in self._tasks:
+            raise NotFoundError(f"task {aggregate.task_id} does not exist")
+        self._aggregates[key] = aggregate
+
+    async def aggregate(self, task_id: str, session: str) -> AggregateRecord | None:
+        return self._aggregates.get((task_id, session))
 
     # -- audit -----------------------------------------------------------------------
 

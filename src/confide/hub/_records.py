@@ -141,6 +141,21 @@ class MailboxMessage:
 
 
 @dataclass(frozen=True)
+class AggregateRecord:
+    """The server's end of one secure-aggregation round.
+
+    ``meta`` is JSON (survivors, dropped, sealed pads, width, error); ``total`` is the
+    padded sum, little-endian: only the researcher can remove the pads.
+    """
+
+    task_id: str
+    session: str
+    meta: str
+    total: bytes
+    created_ms: int
+
+
+@dataclass(frozen=True)
 class AuditEvent:
     """One recorded call: who did what to which target, and how it ended."""
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from confide._errors import AuthError, NotFoundError, WireError
 from confide.hub._directory import Directory
 from confide.hub._records import (
+    AggregateRecord,
     Collaboration,
     ResearcherRecord,
     Result,
@@ -126,6 +127,20 @@ class HubService:
         if wait_s > 0:
             await self._wait(task, wait_s, lambda v: v.finished)
         return await self._store.results(task_id)
+
+    async def aggregate(
+        self, researcher: ResearcherRecord, task_id: str, session: str, wait_s: float = 0.0
+    ) -> AggregateRecord | None:
+        """A round's outcome for a visible task; with ``wait_s``, held until the round ends."""
+        task = await self._visible_task(researcher, task_id)
+        deadline = time.monotonic() + wait_s
+        while True:
+            event = self._watch.event(task.id)
+            found = await self._store.aggregate(task_id, session)
+            left = deadline - time.monotonic()
+            if found is not None or left <= 0:
+                return found
+            await self._watch.wait(event, left)
 
     async def tasks(self, researcher: ResearcherRecord, limit: int) -> list[Task]:
         """Tasks of the researcher's collaborations, newest first."""

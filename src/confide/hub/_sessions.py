@@ -32,9 +32,11 @@ from confide._errors import (
     ConfideError,
     ConflictError,
     NotFoundError,
+    ProtocolError,
     TransportError,
     WireError,
 )
+from confide.hub._aggregation import AggregationRooms
 from confide.hub._audit import AuditLog
 from confide.hub._directory import Directory
 from confide.hub._records import MailboxMessage, NodeRecord, Result, Run, RunStatus, Task
@@ -98,6 +100,7 @@ class NodeSessions:
         watch: TaskWatch,
         heartbeat_s: float,
         mailbox_ttl_s: float = 7 * 24 * 3600,
+        stage_timeout_s: float = 120.0,
     ) -> None:
         self._mailbox_ttl_s = mailbox_ttl_s
         self._store = store
@@ -119,6 +122,10 @@ class NodeSessions:
         self._last_mailbox_ms = 0
         self._background: set[asyncio.Task[None]] = set()
         self.last_seen_ms: dict[str, int] = {}
+        self._open_tasks: dict[str, Task] = {}
+        self.aggregation = AggregationRooms(
+            store, audit, watch, self._send_frames, stage_timeout_s=stage_timeout_s
+        )
 
     def running(self, run_id: str) -> bool:
         """Whether a node reported ``run_id`` started and has not finished it."""
@@ -190,6 +197,7 @@ class NodeSessions:
             if self._sessions.get(node.id) is session:
                 del self._sessions[node.id]
                 self.last_seen_ms[node.id] = _now_ms()
+                await self.aggregation.on_disconnect(node.id)
                 self._audit.record(node.id, "node.disconnect", node.id, "ok")
                 log.info("node %s disconnected", node.id)
 
@@ -238,6 +246,8 @@ class NodeSessions:
                     await session.send(encode_control(Heartbeat(), HUB, session.node.id))
                 elif envelope.kind is MessageKind.RUN_STATUS:
                     await self._on_status(session, envelope)
+                elif envelope.kind is MessageKind.AGGREGATION:
+                    await self._on_aggregation(session, envelope)
                 elif envelope.kind in (MessageKind.PEER, MessageKind.PEER_CHUNK):
                     await self._on_peer(session, envelope, frame)
                 elif envelope.kind is MessageKind.ACK:
@@ -249,10 +259,38 @@ class NodeSessions:
                         self._remember_early_ack(ack.message_id)
                 else:
                     raise WireError(f"a node may not send {envelope.kind.name} frames to the hub")
-            except (WireError, NotFoundError) as exc:
+            except (WireError, NotFoundError, ProtocolError) as exc:
                 self._audit.record(session.node.id, "node.frame", "", "rejected", str(exc))
                 notice = ErrorNotice(code="rejected", message=str(exc))
                 await session.send(encode_control(notice, HUB, session.node.id))
+
+    async def _on_aggregation(self, session: NodeSession, envelope: Envelope) -> None:
+        """A chunk of a secure-aggregation message: the hub is the round's server."""
+        sender = session.node.id
+        nodes = await self._nodes_of(envelope.task_id)
+        task = self._open_tasks.get(envelope.task_id) or await self._store.task(envelope.task_id)
+        if task is None or envelope.sender != sender or sender not in nodes or envelope.recipient != HUB:
+            raise WireError(
+                f"an aggregation message must come from {sender} to the hub within one of its tasks"
+            )
+        self._open_tasks[task.id] = task
+        while len(self._open_tasks) > TASKS_KEPT:
+            self._open_tasks.pop(next(iter(self._open_tasks)))
+        await self.aggregation.on_frame(sender, envelope, nodes, task.researcher_id)
+
+    async def _send_frames(self, node_id: str, frames: list[Envelope]) -> None:
+        session = self._sessions.get(node_id)
+        if session is None:
+            return  # gone: the round has dropped it already or will at its timeout
+        for frame in frames:
+            await session.send(frame)
+
+    async def _nodes_of(self, task_id: str) -> set[str]:
+        nodes = self._task_nodes.get(task_id)
+        if nodes is None:
+            nodes = {r.node_id for r in await self._store.runs(task_id)}
+            self._note_task_nodes(task_id, nodes)
+        return nodes
 
     async def _on_peer(self, session: NodeSession, envelope: Envelope, frame: bytes) -> None:
         """Store-and-forward a sealed node-to-node message within a task.
@@ -264,10 +302,7 @@ class NodeSessions:
         recipient's absence and a hub restart, and an online pair costs no write at all.
         """
         sender = session.node.id
-        nodes = self._task_nodes.get(envelope.task_id)
-        if nodes is None:
-            nodes = {r.node_id for r in await self._store.runs(envelope.task_id)}
-            self._note_task_nodes(envelope.task_id, nodes)
+        nodes = await self._nodes_of(envelope.task_id)
         if not envelope.sealed or envelope.sender != sender or sender not in nodes:
             raise WireError(f"a peer message must be sealed by {sender} within one of its tasks")
         if envelope.recipient not in nodes or envelope.recipient == sender:

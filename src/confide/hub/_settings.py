@@ -37,6 +37,9 @@ class HubSettings(BaseModel):
     heartbeat_s: float = Field(default=20.0, gt=0)
     max_wait_s: float = Field(default=25.0, gt=0, le=300)
     mailbox_ttl_s: float = Field(default=7 * 24 * 3600, gt=0)
+    aggregation_stage_timeout_s: float = Field(
+        default=120.0, gt=0, description="how long a secure-aggregation stage waits for a silent node"
+    )
     log_level: Literal["critical", "error", "warning", "info", "debug", "trace"] = "info"
     tls_cert: Path | None = None
     tls_key: Path | None = None

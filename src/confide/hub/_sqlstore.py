@@ -29,6 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from confide._errors import ConfigError, ConflictError, NotFoundError, StoreError
 from confide.hub import _tables as t
 from confide.hub._records import (
+    AggregateRecord,
     AuditEvent,
     Collaboration,
     MailboxMessage,
@@ -310,6 +311,26 @@ class SqlStore:
         query = delete(t.mailbox).where(t.mailbox.c.expires_ms <= now_ms)
         async with self._transaction("purge expired messages") as conn:
             return (await conn.execute(query)).rowcount
+
+    # -- secure aggregation ----------------------------------------------------------
+
+    async def save_aggregate(self, aggregate: AggregateRecord) -> None:
+        async with self._transaction(f"store aggregate {aggregate.session}") as conn:
+            found = select(t.aggregates.c.session).where(
+                t.aggregates.c.task_id == aggregate.task_id, t.aggregates.c.session == aggregate.session
+            )
+            if (await conn.execute(found)).first() is not None:
+                raise ConflictError(
+                    f"aggregate {aggregate.session} of task {aggregate.task_id} is stored already"
+                )
+            await conn.execute(insert(t.aggregates), [_row(aggregate)])
+
+    async def aggregate(self, task_id: str, session: str) -> AggregateRecord | None:
+        query = select(t.aggregates).where(
+            t.aggregates.c.task_id == task_id, t.aggregates.c.session == session
+        )
+        found = await self._select(f"read aggregate {session}", AggregateRecord, query)
+        return found[0] if found else None
 
     # -- audit -----------------------------------------------------------------------
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Protocol
 
 from confide.hub._records import (
+    AggregateRecord,
     AuditEvent,
     Collaboration,
     MailboxMessage,
@@ -112,6 +113,14 @@ class Store(Protocol):
 
     async def purge_expired(self, now_ms: int) -> int:
         """Drop messages past their time-to-live; return how many."""
+        ...
+
+    async def save_aggregate(self, aggregate: AggregateRecord) -> None:
+        """Store a round's outcome (``ConflictError`` if that session is stored already)."""
+        ...
+
+    async def aggregate(self, task_id: str, session: str) -> AggregateRecord | None:
+        """One round's outcome, if the round has ended."""
         ...
 
     async def audit(self, *events: AuditEvent) -> None:

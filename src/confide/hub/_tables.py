@@ -35,6 +35,7 @@ from sqlalchemy.pool import NullPool
 
 __all__ = [
     "MIGRATIONS_DIR",
+    "aggregates",
     "audit_events",
     "collaboration_members",
     "collaborations",
@@ -169,6 +170,17 @@ mailbox = Table(
     Column("expires_ms", BigInteger, nullable=False),
     Index(None, "recipient", "created_ms"),
     Index(None, "expires_ms"),
+)
+
+# Secure-aggregation outcomes: padded sums the researcher fetches and unpads.
+aggregates = Table(
+    "aggregates",
+    metadata,
+    Column("task_id", ID, ForeignKey("tasks.id"), primary_key=True),
+    Column("session", String(), primary_key=True),
+    Column("meta", Text, nullable=False),
+    Column("total", LargeBinary, nullable=False),
+    Column("created_ms", BigInteger, nullable=False),
 )
 
 audit_events = Table(

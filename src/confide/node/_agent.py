@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 from pydantic import ValidationError
 
-from confide._errors import AuthError, ConfideError, TransportError, WireError
+from confide._errors import AuthError, ConfideError, ProtocolError, TransportError, WireError
 from confide._version import __version__
 from confide.algorithms import Algorithm, get_algorithm
 from confide.crypto import MemoryReplayGuard, PublicParty, Role, verify_party_certificate
@@ -192,6 +192,16 @@ class Agent:
             self._start(assignment, attachment)
         elif envelope.kind in (MessageKind.PEER, MessageKind.PEER_CHUNK):
             self._on_peer(envelope)
+        elif envelope.kind is MessageKind.AGGREGATION:
+            channel = self._channels.get(envelope.task_id)
+            try:
+                if channel is None:
+                    raise ProtocolError(
+                        f"an aggregation message for task {envelope.task_id}, which is not running"
+                    )
+                channel.deliver_aggregation(envelope)
+            except ConfideError as exc:
+                log.warning("aggregation message from the hub dropped: %s", exc)
         elif envelope.kind is MessageKind.ACK:
             ack, _ = decode_control(envelope, Ack)
             self._unacked.pop(ack.message_id, None)
@@ -288,6 +298,9 @@ class Agent:
             send_frame=self._send_reliably,
             guard=self._guard,
             max_age_ms=int(self.config.input_max_age_s * 1000),
+            researcher=self._researcher(assignment),
+            send_now=self._send_now,
+            disconnect=self._drop_connection,
         )
         self._channels[assignment.task_id] = channel
         for early in self._early.pop(assignment.task_id, []):
@@ -315,6 +328,25 @@ class Agent:
             with contextlib.suppress(TransportError):
                 await self._conn.send(frame)
         return acked
+
+    async def _drop_connection(self) -> None:
+        """Close the hub connection (it is made again at once): a deliberate dropout."""
+        conn = self._conn
+        if conn is not None:
+            with contextlib.suppress(ConfideError):
+                await conn.close()
+
+    async def _send_now(self, envelope: Envelope) -> None:
+        """Send a frame that is not resent: losing the connection means leaving the round."""
+        conn = self._conn
+        if conn is None:
+            raise ProtocolError("not connected to the hub; this node drops out of the secure aggregation")
+        try:
+            await conn.send(envelope.encode())
+        except TransportError as exc:
+            raise ProtocolError(
+                f"lost the hub connection ({exc}); this node drops out of the round"
+            ) from None
 
     def _on_peer(self, envelope: Envelope) -> None:
         channel = self._channels.get(envelope.task_id)

@@ -6,6 +6,10 @@ peer's certified key (checked against the consortium CA) and signed by this node
 hub stores and forwards ciphertext and learns only sizes and timing. Messages that
 arrive before this node has started its part of the task wait in the agent.
 
+Secure aggregation (``secure_sum``) runs this node's side of a round
+(:mod:`confide.protocols.secagg`) against the hub, which is the round's server; each
+stage's computation runs in a thread so that mask expansion never blocks the agent.
+
 Large payloads go as a *stream* (``send_stream`` / ``recv_stream``): one sealed opening
 message carries a fresh content key and the size, then 1 MiB chunks follow as AES-GCM
 frames with their index and final flag bound in (``confide.crypto._stream``). At most
@@ -21,8 +25,12 @@ import struct
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
-from confide._errors import AlgorithmError, ReplayError
+import numpy as np
+import numpy.typing as npt
+
+from confide._errors import AlgorithmError, ProtocolError, ReplayError
 from confide.crypto import (
     CHUNK_SIZE,
     MemoryReplayGuard,
@@ -33,7 +41,17 @@ from confide.crypto import (
     StreamSealer,
 )
 from confide.node._worker import StepOutcome
-from confide.wire import Envelope, Flags, MessageKind, open_envelope, seal_envelope
+from confide.protocols.secagg import (
+    ClientMessage,
+    Contribution,
+    MaskedInput,
+    SecAggClient,
+    SecAggConfig,
+    decode_message,
+    encode_message,
+)
+from confide.protocols.secagg._frames import Assembler, frames_of
+from confide.wire import HUB, Envelope, Flags, MessageKind, open_envelope, seal_envelope
 
 __all__ = ["TaskPeers"]
 
@@ -70,7 +88,15 @@ class TaskPeers:
         send_frame: Callable[[Envelope], Awaitable[asyncio.Event]],
         guard: MemoryReplayGuard,
         max_age_ms: int = 7 * 24 * 3600 * 1000,
+        researcher: PublicParty | None = None,
+        send_now: Callable[[Envelope], Awaitable[None]] | None = None,
+        disconnect: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
+        self._disconnect = disconnect
+        self._researcher = researcher
+        self._send_now = send_now
+        self._rounds: dict[str, asyncio.Queue[tuple[SecAggConfig, bytes]]] = {}
+        self._assembler = Assembler(with_config=True)
         self._max_age_ms = max_age_ms
         self._task_id = task_id
         self._identity = identity
@@ -151,6 +177,84 @@ class TaskPeers:
         if len(data) != incoming.size:
             raise AlgorithmError(f"the stream from {peer!r} announced {incoming.size} bytes, got {len(data)}")
         return data
+
+    async def secure_sum(
+        self,
+        values: npt.NDArray[np.unsignedinteger[Any]],
+        *,
+        label: str = "sum",
+        bits: int = 64,
+        threshold: int | None = None,
+        timeout_s: float = 300.0,
+        leave_after_input: bool = False,
+    ) -> Contribution:
+        """Add ``values`` (encoded in Z_2^bits) into this task's secure sum named ``label``.
+
+        Every node of the task must call it with the same ``label``, length and width.
+        The hub, as server, learns only the padded total; the researcher removes the
+        pads. Returns who was summed; :class:`ProtocolError` if the round fails.
+        ``leave_after_input`` drops the hub connection right after the masked input is
+        sent, as a crashing node would (diagnostics of dropout recovery).
+        """
+        if self._send_now is None or self._researcher is None:
+            raise ProtocolError("secure aggregation needs the hub connection and the researcher's key")
+        config = SecAggConfig.create(
+            f"{self._task_id}/{label}",
+            self.nodes,
+            int(values.size),
+            bits=bits,
+            threshold=threshold,
+            researcher=self._researcher.party_id,
+        )
+        parties = {**self._peers, self._researcher.party_id: self._researcher}
+        client = SecAggClient(config, self._identity, parties, values)
+        inbox = self._rounds.setdefault(config.session, asyncio.Queue())
+        try:
+            reply: ClientMessage | None = client.start()
+            while reply is not None or client.contribution is None:
+                if reply is not None:
+                    await self._to_hub(config, reply)
+                    if leave_after_input and isinstance(reply, MaskedInput) and self._disconnect is not None:
+                        await self._disconnect()
+                        return Contribution(config.session, (), included=False)
+                try:
+                    got_config, data = await asyncio.wait_for(inbox.get(), timeout_s)
+                except TimeoutError:
+                    raise ProtocolError(
+                        f"round {config.session}: no word from the hub within {timeout_s:.0f} s "
+                        f"(at stage {client.stage.value}); the round is given up"
+                    ) from None
+                if got_config.digest != config.digest:
+                    raise ProtocolError(f"round {config.session}: the hub answered for another configuration")
+                message = decode_message(data, config)
+                reply = await asyncio.to_thread(client.handle, message)  # type: ignore[arg-type]
+        finally:
+            self._rounds.pop(config.session, None)
+        if client.contribution is None:  # pragma: no cover - the loop ends only with one
+            raise ProtocolError(f"round {config.session} ended without an outcome")
+        return client.contribution
+
+    async def _to_hub(self, config: SecAggConfig, message: ClientMessage) -> None:
+        if self._send_now is None:  # pragma: no cover - checked by secure_sum
+            raise ProtocolError("no hub connection")
+        data = await asyncio.to_thread(encode_message, message)
+        for frame in frames_of(
+            data, sender=self.node_id, recipient=HUB, task_id=self._task_id, config=config
+        ):
+            await self._send_now(frame)
+
+    def deliver_aggregation(self, envelope: Envelope) -> None:
+        """A chunk of a message from the hub, the server of one of this task's rounds."""
+        whole = self._assembler.add(envelope)
+        if whole is None:
+            return
+        config, data = whole
+        if config is None:  # pragma: no cover - the assembler always parses a configuration here
+            return
+        inbox = self._rounds.get(config.session)
+        if inbox is None:
+            raise ProtocolError(f"a message for round {config.session}, which this node is not in")
+        inbox.put_nowait((config, data))
 
     def deliver(self, envelope: Envelope) -> None:
         """Open a peer message or stream chunk of this task and queue it; replays are dropped."""

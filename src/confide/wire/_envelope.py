@@ -61,6 +61,7 @@ class MessageKind(enum.IntEnum):
     TASK_RESULT = 17
     PEER = 18  # node -> node within a task, sealed end to end, relayed by the hub
     PEER_CHUNK = 19  # one 1 MiB chunk of a node -> node stream (AES-GCM under a sealed key)
+    AGGREGATION = 20  # node <-> hub: one chunk of a secure-aggregation message (hub is the server)
 
 
 class Flags(enum.IntFlag):

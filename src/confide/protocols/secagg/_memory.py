@@ -36,6 +36,7 @@ def run_in_memory(
     clients: Mapping[str, SecAggClient],
     *,
     drops: Mapping[str, ServerStage] | None = None,
+    leaves: Mapping[str, ServerStage] | None = None,
     wire: bool = True,
 ) -> SecAggServer:
     """Run a round among ``clients`` and return the server (``outcome`` or ``error`` set).
@@ -46,12 +47,15 @@ def run_in_memory(
         One client per node of the round, by node id.
     drops
         Node -> the stage whose message it never sends (it vanishes instead).
+    leaves
+        Node -> the stage whose message it sends and then vanishes at once.
     wire
         Send every message through :func:`encode_message` / :func:`decode_message`.
     """
     config = next(iter(clients.values())).config
     server = SecAggServer(config)
     drops = drops or {}
+    leaves = leaves or {}
     gone: set[str] = set()
     pending: deque[tuple[str, object]] = deque()
 
@@ -68,6 +72,9 @@ def run_in_memory(
                 raise ProtocolError("the codec changed a message's kind")
             reply = decoded
         pending.extend(server.receive(node, reply))
+        if leaves.get(node) is _STAGE_OF[type(reply)]:
+            gone.add(node)
+            pending.extend(server.drop(node))
 
     for node in sorted(clients):
         submit(node, clients[node].start())

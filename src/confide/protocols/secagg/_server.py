@@ -161,12 +161,21 @@ class SecAggServer:
     # 0. keys -------------------------------------------------------------------------
     def _close_keys(self) -> Outbox:
         self._adverts = {n: m for n, m in self._take().items() if m.digest == self.config.digest}
-        self._active = set(self._adverts)
+        self._active &= set(self._adverts)
         if len(self._active) < self.config.threshold:
             return self._too_few("advertised keys")
         self.stage = ServerStage.SHARE_KEYS
         return [
-            (node, Keys(tuple(self._adverts[v] for v in sorted(self.config.neighbours(node) & self._active))))
+            # every advertisement of U1, even of a node gone since: the dealing check below
+            # and the clients must agree on one set
+            (
+                node,
+                Keys(
+                    tuple(
+                        self._adverts[v] for v in sorted(self.config.neighbours(node) & self._adverts.keys())
+                    )
+                ),
+            )
             for node in sorted(self._active)
         ]
 
@@ -178,7 +187,7 @@ class SecAggServer:
             for node, m in self._take().items()
             if set(m.sealed) == self.config.neighbours(node) & keyed  # dealt to exactly its keyed neighbours
         }
-        self._active = set(self._dealt)
+        self._active &= set(self._dealt)
         if len(self._active) < self.config.threshold:
             return self._too_few("dealt their shares")
         self.stage = ServerStage.MASKED_INPUT
@@ -186,7 +195,12 @@ class SecAggServer:
             (
                 v,
                 Shares(
-                    {u: self._dealt[u].sealed[v] for u in sorted(self.config.neighbours(v) & self._active)}
+                    # from all of U2: a dealer gone since is in the sum's dropped set, and
+                    # the server cancels v's masks with it, so v must have made them
+                    {
+                        u: self._dealt[u].sealed[v]
+                        for u in sorted(self.config.neighbours(v) & self._dealt.keys())
+                    }
                 ),
             )
             for v in sorted(self._active)
@@ -205,7 +219,7 @@ class SecAggServer:
         self._survivors = tuple(sorted(received))
         self._dropped = tuple(sorted(set(self._dealt) - received.keys()))
         self._pads = {node: m.pad for node, m in received.items() if m.pad}
-        self._active = set(received)
+        self._active &= set(received)  # a node may have left right after sending its input
         if len(received) < self.config.threshold:
             # Not enough to reconstruct anything: abort before a single share is revealed.
             return self._fail(
@@ -214,7 +228,7 @@ class SecAggServer:
             )
         self.stage = ServerStage.UNMASK
         note = Survivors(self._survivors, self._dropped)
-        return [(node, note) for node in self._survivors]
+        return [(node, note) for node in sorted(self._active)]
 
     # 3. unmask -----------------------------------------------------------------------
     def _close_unmask(self) -> Outbox:

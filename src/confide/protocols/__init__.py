@@ -1,0 +1,1 @@
+"""Secure-computation protocols: pure state machines and their building blocks."""
