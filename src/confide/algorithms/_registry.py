@@ -90,6 +90,21 @@ class PeerContext(Protocol):
         """
         ...
 
+    async def withdraw_from_sum(
+        self, length: int, reason: str, *, label: str = "sum", bits: int = 64, threshold: int | None = None
+    ) -> None:
+        """Sit out the secure sum ``label`` (so the others need not wait) and say why."""
+        ...
+
+    @property
+    def min_count(self) -> int:
+        """The node policy's smallest number of rows a statistic may cover."""
+        ...
+
+    async def charge_privacy(self, dataset: str, epsilon: float, delta: float) -> None:
+        """Spend privacy budget on ``dataset`` in the node's ledger; :class:`PolicyError` if exhausted."""
+        ...
+
 
 @dataclass(frozen=True)
 class Algorithm:

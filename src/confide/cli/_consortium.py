@@ -137,7 +137,14 @@ class LocalConsortium:
                         "secure.ring_sum",
                         "diagnostics.relay",
                         "diagnostics.secure_sum",
+                        "stats.moments",
+                        "stats.histogram",
+                        "stats.crosstab",
+                        "stats.correlation",
+                        "stats.zscore",
                     ],
+                    "min_count": 5,
+                    "privacy_budget": {"epsilon": 3.0, "delta": 1e-5},
                 },
             }
             self.node_config_path(node_id).write_text(yaml.safe_dump(config, sort_keys=False))

@@ -41,6 +41,7 @@ from confide._errors import (
     TransportError,
     WireError,
 )
+from confide.client._statistics import StatisticResult, finalise_statistic
 from confide.crypto import MemoryReplayGuard, PublicParty, Role, verify_party_certificate
 from confide.kit import Kit
 from confide.protocols.secagg import remove_pads
@@ -305,6 +306,30 @@ class Client:
             pem = self._request("GET", f"/api/parties/{node_id}/certificate", raw=True)
             sender = self._verified(node_id, pem.encode(), Role.NODE)
         return sender
+
+    def statistic(self, task_id: str, wait_s: float = 60.0) -> StatisticResult:
+        """The finalised result of a federated-statistics task (``stats.moments`` and the like)."""
+        results = self.results(task_id)
+        deadline = time.monotonic() + wait_s
+        while not any(r.ok for r in results) and len(results.failed) < len(self.status(task_id).runs):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            results = self.results(task_id, wait_s=min(left, LONG_POLL_S))
+        return finalise_statistic(self, task_id, results, wait_s=max(0.0, deadline - time.monotonic()))
+
+    def run_statistic(
+        self,
+        collaboration: str,
+        statistic: str,
+        params: Mapping[str, Any],
+        *,
+        nodes: list[str] | None = None,
+        timeout_s: float = 120.0,
+    ) -> StatisticResult:
+        """Submit a federated statistic and return it finalised, pads removed, small cells suppressed."""
+        task_id = self.submit(collaboration, statistic, params, nodes)
+        return self.statistic(task_id, wait_s=timeout_s)
 
     def run(
         self,

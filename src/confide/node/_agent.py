@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import secrets
@@ -34,6 +35,7 @@ from confide.algorithms import Algorithm, get_algorithm
 from confide.crypto import MemoryReplayGuard, PublicParty, Role, verify_party_certificate
 from confide.kit import Kit
 from confide.node._config import NodeConfig
+from confide.node._ledger import PrivacyLedger
 from confide.node._peers import TaskPeers
 from confide.node._policy import check_policy
 from confide.node._worker import StepOutcome, WorkerPool
@@ -96,6 +98,7 @@ class Agent:
         self._channels: dict[str, TaskPeers] = {}
         self._ack_waiters: dict[str, asyncio.Event] = {}
         self._early: dict[str, list[Envelope]] = {}
+        self._ledger: PrivacyLedger | None = None
 
     @property
     def node_id(self) -> str:
@@ -301,6 +304,8 @@ class Agent:
             researcher=self._researcher(assignment),
             send_now=self._send_now,
             disconnect=self._drop_connection,
+            min_count=self.config.policy.min_count,
+            charge=functools.partial(self._charge_privacy, assignment),
         )
         self._channels[assignment.task_id] = channel
         for early in self._early.pop(assignment.task_id, []):
@@ -328,6 +333,25 @@ class Agent:
             with contextlib.suppress(TransportError):
                 await self._conn.send(frame)
         return acked
+
+    async def _charge_privacy(
+        self, assignment: RunAssignment, dataset: str, epsilon: float, delta: float
+    ) -> None:
+        """Record a DP task's spend in the persisted ledger, or refuse it with what is left."""
+        policy = self.config.policy
+        budget = policy.budget_for(assignment.researcher_id, dataset)
+        if self._ledger is None:
+            path = policy.ledger or self.kit.directory / "privacy-ledger.sqlite"
+            self._ledger = await asyncio.to_thread(PrivacyLedger, path)
+        await asyncio.to_thread(
+            self._ledger.charge,
+            researcher=assignment.researcher_id,
+            dataset=dataset,
+            task_id=assignment.task_id,
+            epsilon=epsilon,
+            delta=delta,
+            budget=budget,
+        )
 
     async def _drop_connection(self) -> None:
         """Close the hub connection (it is made again at once): a deliberate dropout."""

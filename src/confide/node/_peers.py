@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from confide._errors import AlgorithmError, ProtocolError, ReplayError
+from confide._errors import AlgorithmError, PolicyError, ProtocolError, ReplayError
 from confide.crypto import (
     CHUNK_SIZE,
     MemoryReplayGuard,
@@ -47,6 +47,7 @@ from confide.protocols.secagg import (
     MaskedInput,
     SecAggClient,
     SecAggConfig,
+    Withdraw,
     decode_message,
     encode_message,
 )
@@ -91,7 +92,11 @@ class TaskPeers:
         researcher: PublicParty | None = None,
         send_now: Callable[[Envelope], Awaitable[None]] | None = None,
         disconnect: Callable[[], Awaitable[None]] | None = None,
+        min_count: int = 5,
+        charge: Callable[[str, float, float], Awaitable[None]] | None = None,
     ) -> None:
+        self._min_count = min_count
+        self._charge = charge
         self._disconnect = disconnect
         self._researcher = researcher
         self._send_now = send_now
@@ -233,6 +238,33 @@ class TaskPeers:
         if client.contribution is None:  # pragma: no cover - the loop ends only with one
             raise ProtocolError(f"round {config.session} ended without an outcome")
         return client.contribution
+
+    async def withdraw_from_sum(
+        self, length: int, reason: str, *, label: str = "sum", bits: int = 64, threshold: int | None = None
+    ) -> None:
+        """Tell the hub this node sits out round ``label`` (which it would have joined) and why."""
+        if self._researcher is None:
+            raise ProtocolError("secure aggregation needs the researcher's key")
+        config = SecAggConfig.create(
+            f"{self._task_id}/{label}",
+            self.nodes,
+            length,
+            bits=bits,
+            threshold=threshold,
+            researcher=self._researcher.party_id,
+        )
+        await self._to_hub(config, Withdraw(self.node_id, reason[:500]))
+
+    @property
+    def min_count(self) -> int:
+        """The node policy's smallest number of rows a statistic may cover."""
+        return self._min_count
+
+    async def charge_privacy(self, dataset: str, epsilon: float, delta: float) -> None:
+        """Spend (epsilon, delta) of the researcher's budget on ``dataset``; PolicyError past it."""
+        if self._charge is None:
+            raise PolicyError(f"node {self.node_id!r} keeps no privacy budget; it cannot run DP tasks")
+        await self._charge(dataset, epsilon, delta)
 
     async def _to_hub(self, config: SecAggConfig, message: ClientMessage) -> None:
         if self._send_now is None:  # pragma: no cover - checked by secure_sum

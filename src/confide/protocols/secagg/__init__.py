@@ -28,6 +28,7 @@ from confide.protocols.secagg._messages import (
     Shares,
     Survivors,
     Unmask,
+    Withdraw,
     decode_message,
     encode_message,
 )
@@ -54,6 +55,7 @@ __all__ = [
     "Shares",
     "Survivors",
     "Unmask",
+    "Withdraw",
     "decode_message",
     "encode_message",
     "remove_pads",

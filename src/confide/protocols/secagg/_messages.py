@@ -37,6 +37,7 @@ __all__ = [
     "Shares",
     "Survivors",
     "Unmask",
+    "Withdraw",
     "decode_message",
     "encode_message",
 ]
@@ -52,6 +53,7 @@ class MessageKind(enum.IntEnum):
     SHARE_KEYS = 2
     MASKED_INPUT = 3
     UNMASK = 4
+    WITHDRAW = 5
     KEYS = 11
     SHARES = 12
     SURVIVORS = 13
@@ -96,6 +98,14 @@ class Unmask:
 
 
 @dataclass(frozen=True)
+class Withdraw:
+    """A node declines the round before sending anything (e.g. its policy refuses the task)."""
+
+    node: str
+    reason: str
+
+
+@dataclass(frozen=True)
 class Keys:
     """The signed advertisements of a node's neighbours that took part."""
 
@@ -131,7 +141,7 @@ class Abort:
     reason: str
 
 
-ClientMessage = Advertise | ShareKeys | MaskedInput | Unmask
+ClientMessage = Advertise | ShareKeys | MaskedInput | Unmask | Withdraw
 ServerMessage = Keys | Shares | Survivors | Finished | Abort
 
 
@@ -165,6 +175,8 @@ def encode_message(message: ClientMessage | ServerMessage) -> bytes:
         case Unmask(node, self_shares, key_shares):
             kind = MessageKind.UNMASK
             header = {"node": node, "self": _b64_map(self_shares), "key": _b64_map(key_shares)}
+        case Withdraw(node, reason):
+            kind, header = MessageKind.WITHDRAW, {"node": node, "reason": reason}
         case Keys(adverts):
             kind, header = MessageKind.KEYS, {"adverts": [_advert_fields(a) for a in adverts]}
         case Shares(sealed):
@@ -274,6 +286,7 @@ _DECODERS: dict[MessageKind, Any] = {
     MessageKind.SHARE_KEYS: lambda r, p, c: ShareKeys(r.text("node"), r.mapping("sealed")),
     MessageKind.MASKED_INPUT: _decode_masked,
     MessageKind.UNMASK: lambda r, p, c: Unmask(r.text("node"), r.mapping("self"), r.mapping("key")),
+    MessageKind.WITHDRAW: lambda r, p, c: Withdraw(r.text("node"), r.text("reason")),
     MessageKind.KEYS: _decode_keys,
     MessageKind.SHARES: lambda r, p, c: Shares(r.mapping("sealed")),
     MessageKind.SURVIVORS: lambda r, p, c: Survivors(r.names("survivors"), r.names("dropped")),

@@ -47,6 +47,7 @@ from confide.protocols.secagg._messages import (
     Shares,
     Survivors,
     Unmask,
+    Withdraw,
 )
 
 __all__ = ["AggregateOutcome", "Outbox", "SecAggServer", "ServerStage"]
@@ -121,6 +122,8 @@ class SecAggServer:
         that names another sender is refused with :class:`ProtocolError` and changes
         nothing.
         """
+        if isinstance(message, Withdraw) and message.node == node and self.stage is ServerStage.ADVERTISE:
+            return self.drop(node)  # it declined before revealing anything: a dropout at stage 0
         closer = self._closers.get(self.stage)
         if closer is None:
             raise ProtocolError(f"round {self.config.session} is over ({self.stage.value})")
