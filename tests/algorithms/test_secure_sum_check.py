@@ -78,3 +78,20 @@ def test_a_missing_round_is_reported_not_hung(consortium: InProcessConsortium) -
         task_id = client.submit(COLLABORATION, "stats.summary", {"table": "patients", "columns": ["age"]})
         with pytest.raises(TaskError, match="has not finished"):
             client.secure_sum(task_id, "check", wait_s=0.5)
+
+
+def test_the_unmasked_baseline_round_sums_in_the_clear_at_the_hub(consortium: InProcessConsortium) -> None:
+    nodes = consortium.node_ids
+    with consortium.client() as client:
+        results = client.run(COLLABORATION, "diagnostics.secure_sum", {"length": 300, "masked": False})
+        results.raise_for_errors()
+        summed = client.secure_sum(results.task_id, "check", wait_s=10)
+    stored = consortium.bg.call(
+        consortium.app_state.store.aggregate(results.task_id, f"{results.task_id}/check")
+    )
+    expected = expected_total(nodes, nodes, 300, 64)
+    np.testing.assert_array_equal(summed.total, expected)
+    np.testing.assert_array_equal(np.frombuffer(stored.total, dtype="<u8"), expected)  # the hub saw it all
+    # a masked round moves more bytes (keys, shares) than the baseline, which moves the vectors
+    for r in results:
+        assert r.output is not None and r.output["bytes_sent"] >= 300 * 8

@@ -82,6 +82,7 @@ class PeerContext(Protocol):
         threshold: int | None = None,
         timeout_s: float = 300.0,
         leave_after_input: bool = False,
+        masked: bool = True,
     ) -> Contribution:
         """Add ``values`` (in Z_2^bits) to the task's secure sum ``label``, the hub as server.
 

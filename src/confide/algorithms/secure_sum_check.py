@@ -32,6 +32,7 @@ class SecureSumCheckParams(BaseModel):
     label: str = Field(default="check", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
     threshold: int | None = Field(default=None, ge=1)
     leave_after_input: list[str] = Field(default_factory=list)
+    masked: bool = Field(default=True, description="False: the unmasked baseline round (synthetic data only)")
     timeout_s: float = Field(default=300.0, gt=0, le=3600)
 
 
@@ -45,6 +46,8 @@ class SecureSumCheckOutput(BaseModel):
     survivors: list[str]
     left: bool
     round_ms: float
+    bytes_sent: int
+    bytes_received: int
 
 
 def expected_total(nodes: list[str], survivors: list[str], length: int, bits: int) -> np.ndarray:
@@ -73,6 +76,7 @@ async def _check(peers: PeerContext, params: SecureSumCheckParams) -> SecureSumC
         threshold=params.threshold,
         timeout_s=params.timeout_s,
         leave_after_input=leave,
+        masked=params.masked,
     )
     return SecureSumCheckOutput(
         node=peers.node_id,
@@ -80,6 +84,8 @@ async def _check(peers: PeerContext, params: SecureSumCheckParams) -> SecureSumC
         survivors=list(outcome.survivors),
         left=leave,
         round_ms=(time.perf_counter() - started) * 1000,
+        bytes_sent=outcome.bytes_sent,
+        bytes_received=outcome.bytes_received,
     )
 
 

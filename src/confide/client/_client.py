@@ -295,9 +295,12 @@ class Client:
             raise WireError(f"the padded sum of {label!r} has the wrong size")
         padded = np.frombuffer(body[4 + size :], dtype=dtype).astype(dtype.newbyteorder("="))
         survivors = tuple(str(n) for n in meta["survivors"])
-        parties = {n: self._node_key(n) for n in config.nodes}
-        pads = {n: base64.b64decode(p) for n, p in meta["pads"].items()}
-        total = remove_pads(config, padded, survivors, pads, me=self.kit.identity, parties=parties)
+        if config.masked:
+            parties = {n: self._node_key(n) for n in config.nodes}
+            pads = {n: base64.b64decode(p) for n, p in meta["pads"].items()}
+            total = remove_pads(config, padded, survivors, pads, me=self.kit.identity, parties=parties)
+        else:
+            total = padded  # an unmasked (baseline) round: the hub summed values in the clear
         return SecureSum(task_id, label, total, survivors, tuple(meta["dropped"]), config.bits)
 
     def _node_key(self, node_id: str) -> PublicParty:

@@ -20,6 +20,7 @@ more than that in flight; chunks resent after a reconnect are recognised and dro
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
 import struct
 from collections import deque
@@ -54,7 +55,11 @@ from confide.protocols.secagg import (
 from confide.protocols.secagg._frames import Assembler, frames_of
 from confide.wire import HUB, Envelope, Flags, MessageKind, open_envelope, seal_envelope
 
-__all__ = ["TaskPeers"]
+__all__ = ["UNMASKED_ALLOWED", "TaskPeers"]
+
+# Algorithms whose vectors are synthetic (no patient data), so an unmasked baseline round
+# reveals nothing; every other algorithm's rounds are masked, whatever it asks.
+UNMASKED_ALLOWED = frozenset({"diagnostics.secure_sum"})
 
 _MESSAGE = b"\x00"
 _STREAM = b"\x01"
@@ -101,6 +106,7 @@ class TaskPeers:
         self._researcher = researcher
         self._send_now = send_now
         self._rounds: dict[str, asyncio.Queue[tuple[SecAggConfig, bytes]]] = {}
+        self._traffic: dict[str, list[int]] = {}  # session -> [bytes sent, bytes received]
         self._assembler = Assembler(with_config=True)
         self._max_age_ms = max_age_ms
         self._task_id = task_id
@@ -192,6 +198,7 @@ class TaskPeers:
         threshold: int | None = None,
         timeout_s: float = 300.0,
         leave_after_input: bool = False,
+        masked: bool = True,
     ) -> Contribution:
         """Add ``values`` (encoded in Z_2^bits) into this task's secure sum named ``label``.
 
@@ -203,17 +210,24 @@ class TaskPeers:
         """
         if self._send_now is None or self._researcher is None:
             raise ProtocolError("secure aggregation needs the hub connection and the researcher's key")
+        if not masked and self._algorithm not in UNMASKED_ALLOWED:
+            raise ProtocolError(
+                f"{self._algorithm} asked for an unmasked round; only {sorted(UNMASKED_ALLOWED)} "
+                "(synthetic vectors, no patient data) may send values in the clear"
+            )
         config = SecAggConfig.create(
             f"{self._task_id}/{label}",
             self.nodes,
             int(values.size),
             bits=bits,
             threshold=threshold,
-            researcher=self._researcher.party_id,
+            researcher=self._researcher.party_id if masked else None,
+            masked=masked,
         )
         parties = {**self._peers, self._researcher.party_id: self._researcher}
         client = SecAggClient(config, self._identity, parties, values)
         inbox = self._rounds.setdefault(config.session, asyncio.Queue())
+        self._traffic[config.session] = [0, 0]
         try:
             reply: ClientMessage | None = client.start()
             while reply is not None or client.contribution is None:
@@ -235,9 +249,10 @@ class TaskPeers:
                 reply = await asyncio.to_thread(client.handle, message)  # type: ignore[arg-type]
         finally:
             self._rounds.pop(config.session, None)
+            sent, received = self._traffic.pop(config.session)
         if client.contribution is None:  # pragma: no cover - the loop ends only with one
             raise ProtocolError(f"round {config.session} ended without an outcome")
-        return client.contribution
+        return dataclasses.replace(client.contribution, bytes_sent=sent, bytes_received=received)
 
     async def withdraw_from_sum(
         self, length: int, reason: str, *, label: str = "sum", bits: int = 64, threshold: int | None = None
@@ -273,6 +288,8 @@ class TaskPeers:
         for frame in frames_of(
             data, sender=self.node_id, recipient=HUB, task_id=self._task_id, config=config
         ):
+            if config.session in self._traffic:
+                self._traffic[config.session][0] += len(frame.body)
             await self._send_now(frame)
 
     def deliver_aggregation(self, envelope: Envelope) -> None:
@@ -286,6 +303,8 @@ class TaskPeers:
         inbox = self._rounds.get(config.session)
         if inbox is None:
             raise ProtocolError(f"a message for round {config.session}, which this node is not in")
+        if config.session in self._traffic:
+            self._traffic[config.session][1] += len(data)
         inbox.put_nowait((config, data))
 
     def deliver(self, envelope: Envelope) -> None:

@@ -199,3 +199,16 @@ def test_a_wrong_input_width_is_refused_up_front() -> None:
     config = SecAggConfig.create("w", ("a", "b"), 4)
     with pytest.raises(ProtocolError, match="dtype uint64"):
         make_clients(config, {"a": np.zeros(4, np.uint32), "b": np.zeros(4, np.uint64)})
+
+
+def test_the_unmasked_baseline_is_one_stage_in_the_clear() -> None:
+    nodes = ("a", "b", "c")
+    config = SecAggConfig.create("plain", nodes, 32, masked=False)
+    inputs = _inputs(nodes, 32, 64, seed=12)
+    with pytest.raises(ProtocolError, match="no output pads"):
+        SecAggConfig.create("plain", nodes, 32, masked=False, researcher="alice")
+
+    server = run_in_memory(make_clients(config, inputs))
+
+    assert server.outcome is not None
+    np.testing.assert_array_equal(server.outcome.total, _plain_sum(inputs, nodes, 64))

@@ -85,6 +85,8 @@ class Contribution:
     session: str
     survivors: tuple[str, ...]
     included: bool
+    bytes_sent: int = 0
+    bytes_received: int = 0
 
 
 def advert_payload(config: SecAggConfig, node: str, mask_key: bytes) -> bytes:
@@ -172,10 +174,16 @@ class SecAggClient:
             ClientStage.FINISHED: Finished,
         }
 
-    def start(self) -> Advertise:
-        """Step 0: the signed advertisement of this round's mask key."""
+    def start(self) -> ClientMessage:
+        """Step 0: the signed advertisement of this round's mask key.
+
+        In an unmasked round (the baseline) the input itself, in the clear.
+        """
         if self.stage is not ClientStage.NEW:
             raise ProtocolError(f"{self.node}: round {self.config.session} has started already")
+        if not self.config.masked:
+            self.stage = ClientStage.FINISHED
+            return MaskedInput(self.node, self._values.copy(), b"")
         self.stage = ClientStage.KEYS
         mask_key = self._mask_key.public
         signature = self._identity.sign(advert_payload(self.config, self.node, mask_key))

@@ -49,6 +49,10 @@ class SecAggConfig:
         Neighbours per node: ``n - 1`` is the complete graph.
     researcher
         Who may remove the output pads; ``None`` leaves the sum unpadded for the server.
+    masked
+        ``False`` runs an *unmasked* round: every node sends its vector in the clear to the
+        server, which sums it. It exists as the baseline that secure aggregation is
+        measured against, and nodes allow it only for synthetic diagnostics vectors.
     """
 
     session: str
@@ -58,6 +62,7 @@ class SecAggConfig:
     threshold: int = 0
     degree: int = 0
     researcher: str | None = None
+    masked: bool = True
     _order: tuple[str, ...] = field(init=False, repr=False, compare=False, default=())
 
     @classmethod
@@ -71,6 +76,7 @@ class SecAggConfig:
         threshold: int | None = None,
         degree: int | None = None,
         researcher: str | None = None,
+        masked: bool = True,
     ) -> SecAggConfig:
         """A configuration with the default degree and threshold filled in.
 
@@ -85,7 +91,7 @@ class SecAggConfig:
             degree = n - 1 if n <= FULL_GRAPH_MAX else min(n - 1, max(8, 2 * math.ceil(1.5 * math.log2(n))))
         if threshold is None:
             threshold = (degree + 1) // 2 + 1 if n > 2 else n
-        return cls(session, ordered, length, bits, threshold, degree, researcher)
+        return cls(session, ordered, length, bits, threshold, degree, researcher, masked)
 
     def __post_init__(self) -> None:
         n = len(self.nodes)
@@ -111,6 +117,8 @@ class SecAggConfig:
                 f"threshold {self.threshold} must be a strict majority of a neighbourhood of "
                 f"{self.degree + 1} nodes: between {(self.degree + 1) // 2 + 1} and {self.degree + 1}"
             )
+        if not self.masked and self.researcher is not None:
+            raise ProtocolError("an unmasked round has no output pads: its researcher must be None")
         ranked = sorted(
             self.nodes, key=lambda node: hashlib.sha256(f"{self.session}\0{node}".encode()).digest()
         )
@@ -127,6 +135,7 @@ class SecAggConfig:
             "threshold": self.threshold,
             "degree": self.degree,
             "researcher": self.researcher,
+            "masked": self.masked,
         }
         return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).digest()
 

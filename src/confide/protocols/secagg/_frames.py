@@ -40,6 +40,7 @@ def config_fields(config: SecAggConfig) -> dict[str, object]:
         "threshold": config.threshold,
         "degree": config.degree,
         "researcher": config.researcher,
+        "masked": config.masked,
     }
 
 
@@ -56,6 +57,7 @@ def config_from_fields(fields: object) -> SecAggConfig:
             threshold=int(fields["threshold"]),
             degree=int(fields["degree"]),
             researcher=None if fields.get("researcher") is None else str(fields["researcher"]),
+            masked=bool(fields.get("masked", True)),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise ProtocolError(f"the round configuration is malformed ({exc!r})") from None

@@ -87,7 +87,8 @@ class SecAggServer:
 
     def __init__(self, config: SecAggConfig) -> None:
         self.config = config
-        self.stage = ServerStage.ADVERTISE
+        # an unmasked round (the baseline) is only its masked-input stage, in the clear
+        self.stage = ServerStage.ADVERTISE if config.masked else ServerStage.MASKED_INPUT
         self.error: str | None = None
         self.outcome: AggregateOutcome | None = None
         self._active: set[str] = set(config.nodes)  # still in the round
@@ -223,6 +224,8 @@ class SecAggServer:
         self._dropped = tuple(sorted(set(self._dealt) - received.keys()))
         self._pads = {node: m.pad for node, m in received.items() if m.pad}
         self._active &= set(received)  # a node may have left right after sending its input
+        if not self.config.masked:
+            return self._finish(sorted(self._active))
         if len(received) < self.config.threshold:
             # Not enough to reconstruct anything: abort before a single share is revealed.
             return self._fail(
@@ -256,12 +259,15 @@ class SecAggServer:
                         self._total += pair
         except ProtocolError as exc:
             return self._fail(str(exc))
+        return self._finish(sorted(answers))
+
+    def _finish(self, recipients: list[str]) -> Outbox:
         self.stage = ServerStage.DONE
         self.outcome = AggregateOutcome(
             self.config.session, self._total, self._survivors, self._dropped, dict(self._pads)
         )
         done = Finished(self._survivors)
-        return [(node, done) for node in sorted(answers)]
+        return [(node, done) for node in recipients]
 
     def _reconstruct(
         self, owner: str, answers: dict[str, Unmask], pick: Callable[[Unmask, str], Any]
