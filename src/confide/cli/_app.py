@@ -170,7 +170,7 @@ def task_submit(
     as_json: JsonOption = False,
 ) -> None:
     """Seal a task to each node of a collaboration and submit it."""
-    from confide.cli._render import print_json, print_results
+    from confide.cli._render import print_json
     from confide.client import Client
 
     with Client(kit) as client:
@@ -180,11 +180,9 @@ def task_submit(
             return
         client.wait(task_id, timeout, progress=not as_json)
         results = client.results(task_id)
-    if as_json:
-        print_json(out, _results_json(results))
-    else:
-        print_results(out, results)
-    if results.failed:
+        statistic = _statistic(client, task_id, results)
+    _show(results, statistic, as_json)
+    if results.failed and statistic is None:
         raise typer.Exit(1)
 
 
@@ -214,17 +212,14 @@ def task_result(
     timeout: Annotated[float, typer.Option(help="Seconds to wait.")] = 120.0,
 ) -> None:
     """Open and print a task's results."""
-    from confide.cli._render import print_json, print_results
     from confide.client import Client
 
     with Client(kit) as client:
         if wait:
             client.wait(task_id, timeout, progress=not as_json)
         results = client.results(task_id)
-    if as_json:
-        print_json(out, _results_json(results))
-    else:
-        print_results(out, results)
+        statistic = _statistic(client, task_id, results)
+    _show(results, statistic, as_json)
 
 
 @app.command()
@@ -278,6 +273,29 @@ def _parse_params(text: str) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise ConfigError(f"{source} must be a JSON object of algorithm parameters")
     return value
+
+
+def _statistic(client: Any, task_id: str, results: Any) -> Any:
+    """The finalised statistic when the task is a federated statistic, else None."""
+    from confide.client._statistics import finalise_statistic
+
+    if not any(r.ok and r.output and "statistic" in r.output for r in results):
+        return None
+    return finalise_statistic(client, task_id, results, wait_s=30)
+
+
+def _show(results: Any, statistic: Any, as_json: bool) -> None:
+    from confide.cli._render import print_json, print_results, print_statistic, statistic_json
+
+    if as_json:
+        data = _results_json(results)
+        if statistic is not None:
+            data["statistic"] = statistic_json(statistic)
+        print_json(out, data)
+    elif statistic is not None:
+        print_statistic(out, statistic)
+    else:
+        print_results(out, results)
 
 
 def _results_json(results: Any) -> dict[str, Any]:

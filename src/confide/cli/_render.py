@@ -9,8 +9,9 @@ from rich.console import Console
 from rich.table import Table
 
 from confide.client import TaskResults
+from confide.client._statistics import StatisticResult
 
-__all__ = ["print_json", "print_results"]
+__all__ = ["print_json", "print_results", "print_statistic", "statistic_json"]
 
 
 def print_json(console: Console, data: Any) -> None:
@@ -43,6 +44,44 @@ def print_results(console: Console, results: TaskResults) -> None:
             console.print_json(json.dumps(r.output))
     for r in results.failed:
         console.print(f"[red]{r.node} failed:[/] {r.error}")
+
+
+def print_statistic(console: Console, result: StatisticResult) -> None:
+    """A federated statistic: its tables, who was summed, who sat out, the privacy spent."""
+    for shown in result.tables:
+        table = Table(title=shown.title)
+        for i, header in enumerate(shown.headers):
+            table.add_column(header, justify="left" if i == 0 else "right")
+        for row in shown.rows:
+            table.add_row(*row)
+        console.print(table)
+    console.print(
+        f"secure aggregation over {len(result.survivors)} node(s): {', '.join(result.survivors)}; "
+        f"values from fewer than {result.min_count} rows are suppressed"
+    )
+    if result.privacy is not None:
+        p = result.privacy
+        console.print(
+            f"differential privacy: epsilon {p.epsilon:.3g} (asked {p.target_epsilon:.3g}), "
+            f"delta {p.delta:.3g}, distributed noise from {p.survivors} node(s)"
+        )
+    for node, reason in sorted(result.refused.items()):
+        console.print(f"[yellow]{node} did not contribute:[/] {reason}")
+
+
+def statistic_json(result: StatisticResult) -> dict[str, Any]:
+    """A federated statistic as JSON."""
+    privacy = None
+    if result.privacy is not None:
+        privacy = {"epsilon": result.privacy.epsilon, "delta": result.privacy.delta}
+    return {
+        "statistic": result.statistic,
+        "output": result.output.model_dump(mode="json"),
+        "survivors": list(result.survivors),
+        "refused": result.refused,
+        "min_count": result.min_count,
+        "privacy": privacy,
+    }
 
 
 def _num(value: float | None) -> str:

@@ -79,9 +79,12 @@ def expand_mask(seed: bytes, length: int, *, bits: int = 64) -> npt.NDArray[np.u
     if dtype is None:
         raise CryptoError(f"masks are 32 or 64 bits wide, not {bits}")
     encryptor = Cipher(algorithms.AES(seed), modes.CTR(_ZERO_COUNTER)).encryptor()
-    keystream = encryptor.update(bytes(length * dtype.itemsize))
-    # astype copies into a native-order, writable array (frombuffer's view is read-only).
-    return np.frombuffer(keystream, dtype=dtype).astype(dtype.newbyteorder("="))
+    size = length * dtype.itemsize
+    # The keystream is written straight into a writable buffer (update_into wants 15
+    # spare bytes), which the array then views: no copy of a mask that may be 32 MB.
+    keystream = bytearray(size + 15)
+    encryptor.update_into(bytes(size), keystream)
+    return np.frombuffer(keystream, dtype=dtype, count=length).astype(dtype.newbyteorder("="), copy=False)
 
 
 def derive_pair_seed(

@@ -91,7 +91,8 @@ class AggregationRooms:
             async with room.lock:
                 parsed = decode_message(message, room.server.config)
                 before = room.server.stage
-                outbox = room.server.receive(node_id, parsed)  # type: ignore[arg-type]
+                # unmasking expands every survivor's self mask: keep it off the event loop
+                outbox = await asyncio.to_thread(room.server.receive, node_id, parsed)  # type: ignore[arg-type]
                 await self._after(room, before, outbox)
         except ProtocolError as exc:
             self._audit.record(node_id, "aggregation.message", envelope.task_id, "rejected", str(exc))
@@ -106,7 +107,7 @@ class AggregationRooms:
             if node_id in room.server.config.nodes:
                 async with room.lock:
                     before = room.server.stage
-                    await self._after(room, before, room.server.drop(node_id))
+                    await self._after(room, before, await asyncio.to_thread(room.server.drop, node_id))
 
     def _room(self, task_id: str, config: SecAggConfig, task_nodes: set[str], researcher: str) -> _Room:
         session = config.session
@@ -159,7 +160,7 @@ class AggregationRooms:
                     waiting,
                 )
                 room.timer = None  # this task is the timer: do not cancel it while it runs
-                await self._after(room, stage, room.server.close_stage())
+                await self._after(room, stage, await asyncio.to_thread(room.server.close_stage))
 
     async def _end(self, room: _Room) -> None:
         server = room.server

@@ -194,10 +194,15 @@ class NodeSessions:
         except TransportError:
             pass
         finally:
+            # A node whose connection ends leaves its secure-aggregation rounds, even when a
+            # new connection has replaced this one already: what it sent or was sent on this
+            # one may be lost. Its own task, because this handler may be being cancelled.
+            gone = asyncio.create_task(self.aggregation.on_disconnect(node.id))
+            self._background.add(gone)
+            gone.add_done_callback(self._background.discard)
             if self._sessions.get(node.id) is session:
                 del self._sessions[node.id]
                 self.last_seen_ms[node.id] = _now_ms()
-                await self.aggregation.on_disconnect(node.id)
                 self._audit.record(node.id, "node.disconnect", node.id, "ok")
                 log.info("node %s disconnected", node.id)
 

@@ -48,6 +48,7 @@ from confide.protocols.secagg import (
     MaskedInput,
     SecAggClient,
     SecAggConfig,
+    ShareKeys,
     Withdraw,
     decode_message,
     encode_message,
@@ -230,9 +231,13 @@ class TaskPeers:
         self._traffic[config.session] = [0, 0]
         try:
             reply: ClientMessage | None = client.start()
+            preparing: asyncio.Future[None] | None = None
             while reply is not None or client.contribution is None:
                 if reply is not None:
                     await self._to_hub(config, reply)
+                    if isinstance(reply, ShareKeys):
+                        # expand the masks while the hub gathers everyone's shares
+                        preparing = asyncio.ensure_future(asyncio.to_thread(client.prepare_masks))
                     if leave_after_input and isinstance(reply, MaskedInput) and self._disconnect is not None:
                         await self._disconnect()
                         return Contribution(config.session, (), included=False)
@@ -246,6 +251,9 @@ class TaskPeers:
                 if got_config.digest != config.digest:
                     raise ProtocolError(f"round {config.session}: the hub answered for another configuration")
                 message = decode_message(data, config)
+                if preparing is not None:
+                    await preparing
+                    preparing = None
                 reply = await asyncio.to_thread(client.handle, message)  # type: ignore[arg-type]
         finally:
             self._rounds.pop(config.session, None)

@@ -159,6 +159,8 @@ class SecAggClient:
         self._keyed: dict[str, bytes] = {}  # neighbour -> its advertised mask key
         self._held: dict[str, tuple[Share, Share]] = {}  # dealer -> (share of b, share of key)
         self._dealers: frozenset[str] = frozenset()
+        self._premasked: tuple[npt.NDArray[np.unsignedinteger[Any]], frozenset[str]] | None = None
+        self._sealed_pad = b""
         self.stage = ClientStage.NEW
         self.contribution: Contribution | None = None
         self._handlers: dict[ClientStage, Callable[[Any], ClientMessage | None]] = {
@@ -264,15 +266,31 @@ class SecAggClient:
                 )
             self._held[dealer] = self._open_shares(dealer, data)
         self._dealers = frozenset(message.sealed)
+        if self._premasked is None:
+            self.prepare_masks()
+        masked, masked_with = self._premasked  # type: ignore[misc]
+        # Masks made ahead for neighbours that then did not deal come off again: the
+        # server cancels pairwise masks only with nodes in U2.
+        for peer in sorted(masked_with - self._dealers):
+            self._apply_pair(masked, peer, sign=-1)
+        self._premasked = None
+        self.stage = ClientStage.SURVIVORS
+        return MaskedInput(self.node, masked, self._sealed_pad)
+
+    def prepare_masks(self) -> None:
+        """Expand every mask ahead of step 2, while the server gathers the shares.
+
+        Optional (step 2 does it otherwise); a driver may run it in a thread right after
+        sending the shares, so the expensive AES-CTR work overlaps the round trip. Masks
+        with every keyed neighbour are added; those that turn out not to deal are taken
+        off again in step 2.
+        """
+        if self.stage is not ClientStage.SHARES or self._premasked is not None:
+            return
         bits, length = self.config.bits, self.config.length
         masked = self._values + expand_mask(self._self_seed, length, bits=bits)
-        for peer in sorted(self._dealers):
-            pair = expand_mask(self._pair_seed(peer), length, bits=bits)
-            if self.node < peer:
-                masked += pair
-            else:
-                masked -= pair
-        pad = b""
+        for peer in sorted(self._keyed):
+            self._apply_pair(masked, peer, sign=1)
         if self.config.researcher is not None:
             pad_seed = secrets.token_bytes(SEED_SIZE)
             masked += expand_mask(pad_seed, length, bits=bits)
@@ -282,9 +300,15 @@ class SecAggClient:
                 sender=self._identity,
                 recipient=self._parties[self.config.researcher],
             )
-            pad = seal_to_bytes(body)
-        self.stage = ClientStage.SURVIVORS
-        return MaskedInput(self.node, masked, pad)
+            self._sealed_pad = seal_to_bytes(body)
+        self._premasked = (masked, frozenset(self._keyed))
+
+    def _apply_pair(self, masked: npt.NDArray[np.unsignedinteger[Any]], peer: str, *, sign: int) -> None:
+        pair = expand_mask(self._pair_seed(peer), self.config.length, bits=self.config.bits)
+        if (self.node < peer) == (sign > 0):
+            masked += pair
+        else:
+            masked -= pair
 
     def _open_shares(self, dealer: str, data: bytes) -> tuple[Share, Share]:
         try:
