@@ -1,7 +1,12 @@
-"""``confide demo``: a throwaway consortium of three hospitals, one task, a table, a clean exit.
+"""``confide demo``: a throwaway consortium of three hospitals, two tasks, tables, a clean exit.
 
-The demo checks its own answer: each node's summary must equal the same statistics
-computed here from that hospital's generated file, or the demo exits non-zero.
+1. ``stats.summary``: each hospital's own summary, sealed to the researcher;
+2. ``stats.zscore`` by secure aggregation, the brain-volume example: how many standard
+   deviations a 67-year-old patient's hippocampus volume lies from the mean of his age
+   group across all three hospitals; the hub sees only masked vectors.
+
+The demo checks its own answers against the same statistics computed here from the
+generated files (pooled, for the z-score), or exits non-zero.
 """
 
 from __future__ import annotations
@@ -11,17 +16,28 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 from rich.console import Console
 
 from confide._errors import ConfideError, TaskError
 from confide.cli._consortium import COLLABORATION, LocalConsortium
-from confide.cli._render import print_results
+from confide.cli._render import print_results, print_statistic
 from confide.cli._sample import patients
 from confide.client import Client, TaskResults
+from confide.client._statistics import StatisticResult
 
 __all__ = ["run_demo"]
 
 COLUMNS = ["age", "hippocampus_ml", "ventricles_ml", "brain_ml"]
+PATIENT_VOLUME_ML = 6.4
+ZSCORE = {
+    "table": "patients",
+    "column": "hippocampus_ml",
+    "bounds": (3.0, 11.0),
+    "value": PATIENT_VOLUME_ML,
+    "group_by": [{"column": "age", "bins": [0, 40, 50, 60, 70, 80, 120]}],
+    "group": {"age": 67},
+}
 
 
 def run_demo(console: Console, *, keep: Path | None = None, port: int = 0) -> None:
@@ -46,9 +62,13 @@ def run_demo(console: Console, *, keep: Path | None = None, port: int = 0) -> No
                     progress=True,
                     timeout_s=60,
                 )
-            print_results(console, results)
-            results.raise_for_errors()
-            _check(results, consortium.rows)
+                print_results(console, results)
+                results.raise_for_errors()
+                _check(results, consortium.rows)
+                with console.status("stats.zscore by secure aggregation across the 3 hospitals"):
+                    zscore = client.run_statistic(COLLABORATION, "stats.zscore", ZSCORE, timeout_s=60)
+            print_statistic(console, zscore)
+            _check_zscore(zscore, consortium.rows)
         except ConfideError:
             console.print(
                 f"[red]demo failed[/]; logs are in {root / 'logs'}"
@@ -75,3 +95,14 @@ def _check(results: TaskResults, rows: int) -> None:
                 math.isclose(a, b, rel_tol=1e-9) for a, b in zip(actual[1:], expected[1:], strict=True)
             ):
                 raise TaskError(f"{result.node} {column}: got {actual}, expected {expected}")
+
+
+def _check_zscore(result: StatisticResult, rows: int) -> None:
+    pooled = [patients(i, rows) for i in range(3)]
+    age = np.concatenate([t.column("age").to_numpy() for t in pooled])
+    volume = np.concatenate([t.column("hippocampus_ml").to_numpy() for t in pooled])
+    group = volume[(age >= 60) & (age < 70)]
+    expected = (PATIENT_VOLUME_ML - group.mean()) / group.std(ddof=1)
+    got = getattr(result.output, "z", None)
+    if got is None or not math.isclose(got, expected, abs_tol=1e-3):
+        raise TaskError(f"stats.zscore: got z = {got}, expected {expected:.4f} from the pooled data")
