@@ -6,7 +6,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from confide._errors import TaskError
+from confide._errors import AlgorithmError, ConfideError, TaskError
 from confide.cli._sample import patients
 from tests.conftest import COLLABORATION, InProcessConsortium
 
@@ -114,3 +114,19 @@ def test_differential_privacy_is_charged_reported_and_refused_past_the_budget(
             client.statistic(task_id, wait_s=30)
         errors = [r.error or "" for r in client.results(task_id, wait_s=10)]
     assert all("asks for epsilon 2.0" in e and "1.0 of 3.0 left" in e for e in errors), errors
+
+
+def test_an_encoding_that_could_overflow_is_refused_before_submitting(
+    consortium: InProcessConsortium,
+) -> None:
+    params = {"table": "patients", "columns": ["age"], "bounds": {"age": [0, 40000]}, "decimals": 6}
+    with consortium.client() as client:
+        with pytest.raises(ConfideError, match="overflow"):
+            client.run_statistic(COLLABORATION, "stats.moments", params)
+        # one node's vector fits, three nodes' sum would not
+        wide = {"table": "patients", "columns": ["age"], "bounds": {"age": [0, 40000]}}
+        with pytest.raises(ConfideError, match="fixed-point overflow: 3 parties"):
+            client.run_statistic(COLLABORATION, "stats.moments", wide)
+        with pytest.raises(AlgorithmError, match=r"invalid parameters for stats\.moments"):
+            client.run_statistic(COLLABORATION, "stats.moments", {"table": "patients"})
+        assert client.whoami()  # nothing was submitted: no task to wait for

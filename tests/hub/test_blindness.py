@@ -115,6 +115,18 @@ def test_canaries_never_reach_the_hub(tmp_path: Path, caplog: object) -> None:
                 {"table": TABLE_CANARY, "column": "hippocampus_ml"},
                 timeout_s=30,
             ).raise_for_errors()
+            # and secure aggregation: masked vectors, sealed shares and pads cross the hub
+            moments = client.run_statistic(
+                COLLABORATION,
+                "stats.moments",
+                {
+                    "table": TABLE_CANARY,
+                    "columns": ["hippocampus_ml"],
+                    "bounds": {"hippocampus_ml": [0, 40000]},
+                    "max_rows": 1000,
+                },
+                timeout_s=30,
+            )
     finally:
         hub_log.removeHandler(handler)
         hub_log.setLevel(old_level)
@@ -126,6 +138,8 @@ def test_canaries_never_reach_the_hub(tmp_path: Path, caplog: object) -> None:
     assert node_a.output["columns"]["hippocampus_ml"]["max"] == VALUE_CANARY
     assert len(relay.seen) > 10_000
     assert ring.results[0].output is not None and ring.results[0].output["total"] is not None
+    assert moments.survivors == tuple(c.node_ids)
+    assert moments.output.groups[0].columns["hippocampus_ml"].count == 3 * c.local.rows  # type: ignore[attr-defined]
 
     db_bytes = b"".join(p.read_bytes() for p in (c.local.kits / "hub").glob("hub.db*"))
     logged = "\n".join(records).encode()

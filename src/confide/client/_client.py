@@ -41,7 +41,7 @@ from confide._errors import (
     TransportError,
     WireError,
 )
-from confide.client._statistics import StatisticResult, finalise_statistic
+from confide.client._statistics import StatisticResult, check_statistic, finalise_statistic
 from confide.crypto import MemoryReplayGuard, PublicParty, Role, verify_party_certificate
 from confide.kit import Kit
 from confide.protocols.secagg import remove_pads
@@ -55,7 +55,7 @@ from confide.wire import (
     seal_envelope,
 )
 
-__all__ = ["Client", "NodeResult", "TaskResults", "TaskState"]
+__all__ = ["Client", "NodeResult", "SecureSum", "TaskResults", "TaskState"]
 
 _FINISHED = ("completed", "failed")
 NODES_TTL_S = 30.0
@@ -330,7 +330,13 @@ class Client:
         nodes: list[str] | None = None,
         timeout_s: float = 120.0,
     ) -> StatisticResult:
-        """Submit a federated statistic and return it finalised, pads removed, small cells suppressed."""
+        """Submit a federated statistic and return it finalised, pads removed, small cells suppressed.
+
+        The parameters and their fixed-point encoding are checked here first, so a
+        configuration that could overflow is refused before anything is sent.
+        """
+        targets = nodes if nodes is not None else sorted(self.nodes(collaboration))
+        check_statistic(statistic, params, targets)
         task_id = self.submit(collaboration, statistic, params, nodes)
         return self.statistic(task_id, wait_s=timeout_s)
 

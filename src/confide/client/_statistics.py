@@ -8,8 +8,9 @@ finalised with the largest ``min_count`` among the nodes' policies.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ValidationError
 
@@ -22,7 +23,7 @@ from confide.protocols._dp import DistributedNoise
 if TYPE_CHECKING:
     from confide.client._client import Client, TaskResults
 
-__all__ = ["StatisticResult", "finalise_statistic"]
+__all__ = ["StatisticResult", "check_statistic", "finalise_statistic"]
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,20 @@ class StatisticResult:
     min_count: int
     privacy: PrivacySpent | None
     tables: list[ResultTable]
+
+
+def check_statistic(name: str, params: Mapping[str, Any], nodes: list[str]) -> None:
+    """Refuse, before submitting, parameters the nodes would refuse alike (bad fields, overflow).
+
+    Raises
+    ------
+    AlgorithmError
+        Unknown statistic or invalid parameters.
+    CryptoError
+        A fixed-point encoding that could overflow with ``len(nodes)`` nodes.
+    """
+    statistic = get_statistic(name)
+    encoding_for(statistic, get_algorithm(name).parse_params(params), nodes)
 
 
 def finalise_statistic(
