@@ -81,7 +81,10 @@ def test_any_survivor_set_at_or_above_the_threshold_yields_the_exact_sum(
     n: int, length: int, bits: int, seed: int, data: st.DataObject
 ) -> None:
     nodes = tuple(f"n{i}" for i in range(n))
-    config = SecAggConfig.create(f"prop/{seed}", nodes, length, bits=bits, researcher="alice")
+    threshold = data.draw(st.integers(min_value=n // 2 + 1, max_value=n))
+    config = SecAggConfig.create(
+        f"prop/{seed}", nodes, length, bits=bits, threshold=threshold, researcher="alice"
+    )
     events = {
         node: data.draw(
             st.one_of(st.none(), st.tuples(st.sampled_from(["drop", "leave"]), st.sampled_from(DROP_STAGES)))
