@@ -21,6 +21,8 @@
      +-- AuthError              wrong or forged credentials, not a member, not allowed
      +-- AlgorithmError         unknown algorithm, bad parameters, failing or invalid step
      +-- PolicyError            the node's policy refuses a run
+     +-- QueryError             a federated query that does not parse, type-check, or cannot
+     |                          be run without revealing more than its aggregates
      +-- ProtocolError          a secure-computation round that cannot complete (too few
      |                          survivors, inconsistent configuration, a misbehaving party)
      +-- TaskError              a task that failed or timed out, as seen by the researcher
@@ -45,6 +47,7 @@ __all__ = [
     "OpenError",
     "PolicyError",
     "ProtocolError",
+    "QueryError",
     "ReplayError",
     "StaleMessageError",
     "StoreError",
@@ -130,6 +133,10 @@ class AlgorithmError(ConfideError):
 
 class PolicyError(ConfideError):
     """The node's policy refuses the run."""
+
+
+class QueryError(ConfideError):
+    """A federated query that is malformed, ill-typed, or unsafe to run (says which operator and why)."""
 
 
 class ProtocolError(ConfideError):
