@@ -8,18 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from confide.cli import main
 from confide.cli._consortium import LocalConsortium
-
-
-def _confide(
-    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, *args: str
-) -> tuple[int, str]:
-    monkeypatch.setattr(sys, "argv", ["confide", *args])
-    with pytest.raises(SystemExit) as exit_info:
-        main()
-    captured = capsys.readouterr()
-    return int(exit_info.value.code or 0), captured.out + captured.err
+from tests.cli._run import confide as _confide
 
 
 @pytest.fixture(scope="module")

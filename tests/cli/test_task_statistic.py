@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import json
-import sys
 
 import pytest
 
-from confide.cli import main
+from tests.cli._run import confide as _confide
 from tests.conftest import COLLABORATION, InProcessConsortium
 
 ZSCORE = {
@@ -18,16 +17,6 @@ ZSCORE = {
     "group_by": [{"column": "age", "bins": [0, 60, 70, 120]}],
     "group": {"age": 67},
 }
-
-
-def _confide(
-    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, *args: str
-) -> tuple[int, str]:
-    monkeypatch.setattr(sys, "argv", ["confide", *args])
-    with pytest.raises(SystemExit) as exit_info:
-        main()
-    captured = capsys.readouterr()
-    return int(exit_info.value.code or 0), captured.out + captured.err
 
 
 def test_a_statistic_is_printed_finalised_and_as_json(
