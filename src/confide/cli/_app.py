@@ -236,6 +236,29 @@ def algorithms(as_json: JsonOption = False) -> None:
 
 
 @app.command()
+def query(
+    schema: Annotated[Path, typer.Option("--schema", "-s", help="The federation schema (YAML or JSON).")],
+    sql: Annotated[str, typer.Argument(help="One SELECT statement, or @file.sql.")],
+    explain: Annotated[bool, typer.Option("--explain", help="Print where each operator runs.")] = True,
+    to: Annotated[str, typer.Option(help="Who receives the result.")] = "researcher",
+) -> None:
+    """Compile a federated SQL query and print its plan: local at a party, secure sum, or at the receiver.
+
+    A query that would need general MPC (a join across parties, an exact median,
+    row-level output) is refused with the operator, the reason and what is supported.
+    """
+    from confide.query._schema import load_schema
+    from confide.query._sql import parse_sql
+    from confide.query.passes import compile_plan
+
+    text = Path(sql[1:]).read_text() if sql.startswith("@") else sql
+    federation = load_schema(schema)
+    plan = compile_plan(parse_sql(text, federation, to=to), federation)
+    if explain:
+        out.print(plan.explain(), markup=False, highlight=False, soft_wrap=True)
+
+
+@app.command()
 def demo(
     keep: Annotated[
         Path | None, typer.Option(help="Keep the demo's kits, data and logs in this directory.")

@@ -5,5 +5,9 @@ Layout (in dependency order):
 - ``_ir``: the typed, immutable IR both front ends build
 - ``_schema``: the federation's declared tables, parties, types, domains and bounds
 - ``_columns``: what each relation outputs (names, types, domains, bounds, holders)
+- ``_sql``: the SQL front end (sqlglot): ``parse_sql(text, schema, to=...)``
+- ``_dsl``: the Conclave-style Python DSL (``defCol``, ``create``, ``concat``, ``aggregate``, ...)
 - ``passes``: the compiler, as ordered pure passes (``RULES``) and placement (``place``)
+
+Execution (local SQL in each source's dialect, secure sums, finalising) is not built yet.
 """

@@ -24,14 +24,23 @@ from confide.query._columns import output_columns, parties_of
 from confide.query._ir import (
     AggFunc,
     Aggregate,
+    BinaryOp,
+    BoolExpr,
     Collect,
+    ColumnRef,
+    Compare,
     Compute,
     Concat,
+    Expr,
     Filter,
     Join,
+    Literal,
+    Not,
     Project,
     Relation,
     Scan,
+    Sqrt,
+    children,
 )
 from confide.query._schema import FederationSchema
 
@@ -72,8 +81,17 @@ class Plan:
         return self.root.to
 
     def explain(self) -> str:
-        """The plan as text, one operator per line, the root first, inputs indented."""
-        lines = [f"{'  ' * s.depth}{_describe(s.relation)}  [{_where(s)}]" for s in reversed(self.steps)]
+        """The plan as text, one operator per line, the root first, inputs indented below it."""
+        by_node = {id(s.relation): s for s in self.steps}
+        lines: list[str] = []
+
+        def show(relation: Relation, depth: int) -> None:
+            step = by_node[id(relation)]
+            lines.append(f"{'  ' * depth}{_describe(relation)}  [{_where(step)}]")
+            for child in children(relation):
+                show(child, depth + 1)
+
+        show(self.root, 0)
         return "\n".join(lines)
 
 
@@ -203,6 +221,25 @@ def _aggregates_over_parties(relation: Relation) -> list[Aggregate]:
     return found
 
 
+def expr_text(expr: Expr) -> str:
+    """An expression as SQL-like text."""
+    match expr:
+        case ColumnRef(name):
+            return name
+        case Literal(value):
+            return "null" if value is None else repr(value)
+        case BinaryOp(op, left, right):
+            return f"({expr_text(left)} {op} {expr_text(right)})"
+        case Compare(op, left, right):
+            return f"{expr_text(left)} {op.value} {expr_text(right)}"
+        case BoolExpr(op, operands):
+            return "(" + f" {op.value} ".join(expr_text(o) for o in operands) + ")"
+        case Not(operand):
+            return f"not {expr_text(operand)}"
+        case Sqrt(operand):
+            return f"sqrt({expr_text(operand)})"
+
+
 def _where(step: Step) -> str:
     if step.placement is Placement.LOCAL:
         return f"local at {', '.join(step.parties)}"
@@ -220,9 +257,9 @@ def _describe(relation: Relation) -> str:
         case Project(_, columns):
             return f"project {', '.join(columns)}"
         case Filter(_, predicate):
-            return f"filter {predicate}"
+            return f"filter {expr_text(predicate)}"
         case Compute(_, name, expr):
-            return f"compute {name} = {expr}"
+            return f"compute {name} = {expr_text(expr)}"
         case Aggregate(_, group_by, aggregates):
             funcs = ", ".join(f"{s.out} = {s.func.value}({s.column or '*'})" for s in aggregates)
             by = f" by {', '.join(group_by)}" if group_by else ""
