@@ -199,3 +199,14 @@ def test_hhi_is_refused_unless_the_per_company_totals_may_be_revealed() -> None:
 def test_resolve_returns_the_tree_unchanged() -> None:
     query = _mean_salary_by_gender()
     assert resolve(query, SCHEMA) is query
+
+
+def test_an_aggregate_over_a_secure_aggregate_runs_at_the_receiver() -> None:
+    revenue = Concat(tuple(Scan("revenue", p) for p in EMPLOYERS))
+    per_company = Aggregate(revenue, ("company",), (AggregateSpec(AggFunc.SUM, "amount", "company_total"),))
+    companies = Aggregate(per_company, (), (AggregateSpec(AggFunc.COUNT, None, "companies"),))
+
+    plan = compile_plan(Collect(companies, "researcher"), SCHEMA)
+
+    placed = {id(s.relation): s.placement for s in plan.steps}
+    assert placed[id(plan.root.input)] is Placement.RECEIVER

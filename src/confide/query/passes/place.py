@@ -157,7 +157,7 @@ def _place_aggregate(
     inner, _ = _place(relation.input, schema, steps, depth + 1, reveal)
     if inner is Placement.LOCAL:
         return Placement.LOCAL  # one party's own aggregate, computed where its rows are
-    if inner is Placement.RECEIVER:
+    if inner is Placement.RECEIVER or not isinstance(relation.input, Concat):
         return Placement.RECEIVER  # an aggregate over aggregates the receiver holds
     columns = output_columns(relation.input, schema)
     parties = ", ".join(sorted(parties_of(relation)))
