@@ -142,6 +142,7 @@ class LocalConsortium:
                         "stats.crosstab",
                         "stats.correlation",
                         "stats.zscore",
+                        "query.sql",
                     ],
                     "min_count": 5,
                     "privacy_budget": {"epsilon": 3.0, "delta": 1e-5},

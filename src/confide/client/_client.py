@@ -340,6 +340,34 @@ class Client:
         task_id = self.submit(collaboration, statistic, params, nodes)
         return self.statistic(task_id, wait_s=timeout_s)
 
+    def run_query(
+        self,
+        collaboration: str,
+        sql: str,
+        schema: Mapping[str, Any],
+        *,
+        nodes: list[str] | None = None,
+        decimals: int = 3,
+        timeout_s: float = 120.0,
+    ) -> list[dict[str, object]]:
+        """Run a federated SQL query and return its result rows, finalised here.
+
+        The plan is compiled here first, so a query that would need general MPC is refused
+        before anything is sent; each node compiles it again and runs only its local part.
+        """
+        from confide.algorithms.federated_query import QueryParams, compiled, encoding_of
+        from confide.query._generate import finalise
+
+        params = QueryParams.model_validate({"sql": sql, "schema": dict(schema), "decimals": decimals})
+        plan, _, layouts = compiled(params)
+        targets = nodes if nodes is not None else sorted(self.nodes(collaboration))
+        task_id = self.submit(collaboration, "query.sql", params.model_dump(by_alias=True), targets)
+        totals = {}
+        for i, layout in enumerate(layouts):
+            summed = self.secure_sum(task_id, f"q{i}", wait_s=timeout_s)
+            totals[i] = encoding_of(layout, params, len(targets)).decode(summed.total)
+        return finalise(plan, totals, layouts)
+
     def run(
         self,
         collaboration: str,
