@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 import pytest
 import uvicorn
 
-from confide.cli._consortium import COLLABORATION, LocalConsortium
+from confide.cli._consortium import COLLABORATION, LocalConsortium, TableWriter
 from confide.client import Client
 from confide.hub import create_app, load_hub_settings
 from confide.kit import Kit
@@ -56,9 +56,19 @@ class InProcessConsortium:
     """A provisioned consortium whose hub and agents run in a background loop."""
 
     def __init__(
-        self, root: Path, hospitals: int = 3, rows: int = 200, hub_port: int = 0, tls: bool = False
+        self,
+        root: Path,
+        hospitals: int = 3,
+        rows: int = 200,
+        hub_port: int = 0,
+        tls: bool = False,
+        tables: TableWriter | None = None,
+        training: TableWriter | None = None,
+        policy: dict[str, Any] | None = None,
     ) -> None:
-        self.local = LocalConsortium(root, hospitals=hospitals, rows=rows, tls=tls)
+        self.local = LocalConsortium(
+            root, hospitals=hospitals, rows=rows, tls=tls, tables=tables, training=training, policy=policy
+        )
         self.local.prepare()
         self.hub_port = hub_port or self.local.port
         self.bg = BackgroundLoop()
@@ -122,7 +132,7 @@ class InProcessConsortium:
     ) -> Agent:
         config = load_node_config(self.local.node_config_path(node_id))
         kit = Kit.load(config.kit)
-        pool = workers or self.pools.get(node_id) or WorkerPool(config.data, 1)
+        pool = workers or self.pools.get(node_id) or WorkerPool(config.data, 1, config.training_data)
         if workers is None:
             self.pools[node_id] = pool
         url = hub_url or kit.hub_url

@@ -20,7 +20,10 @@ PINNED = {
     },
     "confide.client": {
         "Client",
+        "Job",
         "NodeResult",
+        "QueryResult",
+        "load_job",
         "PrivacySpent",
         "SecureSum",
         "StatisticResult",

@@ -55,3 +55,22 @@ def test_a_query_needing_general_mpc_is_refused_before_anything_is_sent(
 ) -> None:
     with consortium.client() as client, pytest.raises(QueryError, match="row-level output"):
         client.run_query(COLLABORATION, "SELECT patient_id FROM patients", SCHEMA)
+
+
+def test_a_node_with_fewer_rows_than_its_min_count_sits_out_even_of_a_sum_alone(
+    consortium: InProcessConsortium,
+) -> None:
+    # Patients aged 88 and over: 4 at node-a, 9 at node-b, 7 at node-c; every min_count is 5.
+    sql = "SELECT SUM(hippocampus_ml) AS total FROM patients WHERE age >= 88"
+    with consortium.client() as client:
+        result = client.run_query(COLLABORATION, sql, SCHEMA, timeout_s=60)
+
+    assert result.survivors == ("node-b", "node-c")
+    assert "fewer than its min_count 5" in result.sat_out["node-a"]
+    expected = 0.0
+    for index in (1, 2):
+        table = patients(index, 200)
+        volume, age = table.column("hippocampus_ml").to_numpy(), table.column("age").to_numpy()
+        expected += float(volume[age >= 88].sum())
+    [row] = result
+    assert row["total"] == pytest.approx(expected, abs=1e-2)

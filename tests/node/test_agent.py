@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import time
 
 import pytest
 import yaml
 
 from confide._errors import AuthError, TaskError
+from confide.client import Client
 from confide.crypto import MemoryReplayGuard
 from confide.kit import Kit
 from confide.node import Agent, WorkerPool, load_node_config
@@ -138,6 +140,9 @@ def test_node_that_disconnects_mid_run_completes_the_task_when_back(
     with consortium.client() as client:
         task_id = client.submit(COLLABORATION, "stats.summary", SUMMARY_PARAMS)
         consortium.bg.call(asyncio.wait_for(started.wait(), 30))
+        # node-b's gate reports its start before any work; node-a and node-c run the real
+        # step in a fresh worker process, which takes seconds on a busy machine.
+        _await_runs(client, task_id, {"node-a": "completed", "node-c": "completed"})
         consortium.stop_node("node-b")  # the connection drops while the step is running
         consortium.wait_online(["node-b"], online=False)
         with pytest.raises(TaskError, match=r"node-b \(offline, running\)"):
@@ -154,6 +159,18 @@ def test_node_that_disconnects_mid_run_completes_the_task_when_back(
 
 async def _make_event() -> asyncio.Event:
     return asyncio.Event()
+
+
+def _await_runs(client: Client, task_id: str, wanted: dict[str, str], timeout_s: float = 30) -> None:
+    """Block until the hub reports each node's run of ``task_id`` in its ``wanted`` state."""
+    deadline = time.monotonic() + timeout_s
+    state = client.status(task_id)
+    while {node: state.runs.get(node) for node in wanted} != wanted:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError(f"runs of task {task_id} are {state.runs}, not {wanted}, after {timeout_s} s")
+        # held by the hub until the state changes (or 10 s, within the client's HTTP timeout)
+        state = client.status(task_id, wait_s=min(left, 10.0), known=state.version)
 
 
 async def test_replayed_input_is_refused_by_the_node(consortium: InProcessConsortium) -> None:

@@ -754,3 +754,50 @@ def test_the_seeds_programs_compile_to_a_plan(program: str) -> None:
     query = collect(PROGRAMS[program](), "researcher")
 
     assert isinstance(compile_plan(query.relation, query.schema), Plan)
+
+
+# -- aggregates over aggregates, at the receiver --------------------------------------------
+
+
+def _market_shares() -> Rel:
+    per_company = aggregate(revenue(), "per_company", ["company"], "amount", "sum", "company_total")
+    market = aggregate(per_company, "market", [], "company_total", "sum", "total")
+    both = join(per_company, market, "both", [], [])
+    return divide(both, "shares", "share", ["company_total", "total"])
+
+
+def _hhi() -> Rel:
+    squared = multiply(_market_shares(), "squared", "share_sq", ["share", "share"])
+    return aggregate(squared, "hhi", [], "share_sq", "sum", "hhi")
+
+
+def test_join_without_keys_is_a_cross_join() -> None:
+    shares = _market_shares()
+
+    per_company = Aggregate(
+        REVENUE_SCAN, ("company",), (AggregateSpec(AggFunc.SUM, "amount", "company_total"),)
+    )
+    market = Aggregate(per_company, (), (AggregateSpec(AggFunc.SUM, "company_total", "total"),))
+    assert shares.relation == Compute(
+        Join(per_company, market, ()), "share", BinaryOp("/", ColumnRef("company_total"), ColumnRef("total"))
+    )
+    assert shares.column_names == ("company", "company_total", "total", "share")
+
+
+def test_hhi_is_refused_unless_collect_reveals_the_per_company_totals() -> None:
+    hidden = collect(_hhi(), "regulator")
+    with pytest.raises(QueryError, match="needs the secret aggregate 'company_total' in the clear"):
+        compile_plan(hidden.relation, hidden.schema)
+
+    revealed = collect(_hhi(), "regulator", reveal=["company_total"])
+
+    assert revealed.relation == Collect(_hhi().relation, "regulator", ("company_total",))
+    assert isinstance(compile_plan(revealed.relation, revealed.schema), Plan)
+
+
+def test_collect_refuses_to_reveal_what_is_no_aggregate_of_the_program() -> None:
+    with raises(
+        "collect 'hhi': reveal: 'amount' is not an aggregate of the program; its aggregates are: "
+        "company_total, total, hhi"
+    ):
+        collect(_hhi(), "regulator", reveal=["amount"])

@@ -283,7 +283,7 @@ def test_an_aggregate_at_the_receiver_over_revealed_groups(federation: Federatio
             AggregateSpec(AggFunc.MEAN, "total", "mean"),
         ),
     )
-    plan = compile_plan(Collect(outer, "researcher"), SCHEMA)
+    plan = compile_plan(Collect(outer, "researcher", reveal=("total",)), SCHEMA)  # the per-job totals
     [aggregate] = secure_aggregates(plan)
     layout = DenseLayout.for_aggregate(aggregate, SCHEMA, max_rows=MAX_ROWS)
     total = _add(run_local_duckdb(aggregate, p, layout, federation.files[p]) for p in PARTIES)
@@ -413,9 +413,11 @@ def test_dense_vector_places_rows_and_leaves_empty_groups_zero() -> None:
     )
     layout = DenseLayout.for_aggregate(aggregate, SCHEMA, max_rows=MAX_ROWS)
 
-    vector = dense_vector([(1, 3, 7.5, None, None), (0, 1, None, None, None)], layout)
+    vector = dense_vector([(1, 3, 7.5, 2, None, None), (0, 1, None, 0, None, None)], layout)
 
-    assert vector.tolist() == [0, 0, 0, 0, 0, 0, 0, 7.5]
+    # Every group: SUM(salary), then the hidden COUNT(*) every secure sum carries.
+    assert [s.out for s in layout.specs] == ["s", "__count_rows"]
+    assert vector.tolist() == [0] * 14 + [7.5, 2]
 
 
 def test_finalise_gives_none_for_division_by_zero_and_noisy_negative_variances() -> None:
@@ -463,8 +465,8 @@ def test_the_postgres_dialect_runs_on_postgresql_and_agrees_with_duckdb(
         cursor.executemany('INSERT INTO "Employees" VALUES (%s, %s, %s, %s, %s, %s)', rows)
     plan = _plan(
         "SELECT gender, age, AVG(salary / hours) AS rate, STDDEV(salary) AS sd, CORR(salary, hours) AS r, "
-        "AVG(bonus) AS b, COUNT(*) AS n FROM employees WHERE job IN ('engineer', 'sales') "
-        "AND NOT age BETWEEN 60 AND 66 GROUP BY gender, age"
+        "CORR(bonus, salary) AS rb, AVG(bonus) AS b, COUNT(*) AS n FROM employees "
+        "WHERE job IN ('engineer', 'sales') AND NOT age BETWEEN 60 AND 66 GROUP BY gender, age"
     )
     [aggregate] = secure_aggregates(plan)
     layout = DenseLayout.for_aggregate(aggregate, SCHEMA, max_rows=MAX_ROWS)
@@ -489,3 +491,73 @@ def test_having_filters_the_revealed_groups(federation: Federation) -> None:
     counts = {j: np.sum(job == j) for j in ("engineer", "manager", "sales")}
     assert rows == [{"job": j, "n": n} for j, n in counts.items() if n > 200]
     assert 0 < len(rows) < 3
+
+
+# -- CORR, joins and totals at the receiver ------------------------------------------------
+
+
+def test_corr_over_a_column_with_nulls_uses_only_the_complete_pairs(federation: Federation) -> None:
+    rows = _federated(
+        "SELECT gender, CORR(salary, bonus) AS r FROM employees GROUP BY gender", federation.files
+    )
+
+    p = federation.pooled
+    salary, bonus = p["salary"].astype(float), p["bonus"].astype(float)
+    both = ~np.isnan(bonus)
+    expected = {
+        g: np.corrcoef(salary[both & (p["gender"] == g)], bonus[both & (p["gender"] == g)])[0, 1]
+        for g in ("F", "M")
+    }
+    assert rows == [{"gender": g, "r": _approx(expected[g])} for g in ("F", "M")]
+    pooled = " UNION ALL ".join(
+        f"SELECT gender, salary, bonus FROM '{federation.files[party]['employees']}'" for party in PARTIES
+    )
+    with duckdb.connect() as connection:
+        duck = dict(
+            connection.execute(
+                f"SELECT gender, corr(salary, bonus) FROM ({pooled}) GROUP BY gender"
+            ).fetchall()
+        )
+    assert rows == [{"gender": g, "r": _approx(duck[g])} for g in ("F", "M")]
+
+
+def test_shares_of_a_total_and_hhi_from_revealed_per_job_totals(federation: Federation) -> None:
+    by_job = "WITH by_job AS (SELECT job, SUM(salary) AS pay FROM employees GROUP BY job), "
+    total = "everyone AS (SELECT SUM(pay) AS total FROM by_job), "
+    shares = "shares AS (SELECT job, pay, pay / total AS share FROM by_job CROSS JOIN everyone), "
+    hhi = "hhi AS (SELECT SUM(share * share) AS hhi FROM shares) "
+    sql = by_job + total + shares + hhi + "SELECT job, pay, share, hhi FROM shares CROSS JOIN hhi"
+
+    assert len(secure_aggregates(_plan(sql))) == 1  # by_job is read twice but summed once
+    rows = _federated(sql, federation.files)
+
+    p = federation.pooled
+    salary, job = p["salary"].astype(float), p["job"]
+    pay = {j: salary[job == j].sum() for j in ("engineer", "manager", "sales")}
+    pay["other"] = salary[np.isin(job, ["intern", "cto"])].sum()
+    share = {j: v / salary.sum() for j, v in pay.items()}
+    hhi_value = sum(s * s for s in share.values())
+    assert rows == [
+        {"job": j, "pay": _approx(pay[j]), "share": _approx(share[j]), "hhi": _approx(hhi_value)} for j in pay
+    ]
+
+
+def test_a_ratio_of_two_groups_averages_joined_on_their_key(federation: Federation) -> None:
+    sql = """
+        WITH women AS (SELECT age, AVG(salary) AS women FROM employees WHERE gender = 'F' GROUP BY age),
+             men AS (SELECT age, AVG(salary) AS men FROM employees WHERE gender = 'M' GROUP BY age)
+        SELECT age, women, men, women / men AS ratio FROM women JOIN men USING (age)
+    """
+
+    rows = _federated(sql, federation.files)
+
+    p = federation.pooled
+    salary, bins = p["salary"].astype(float), np.digitize(p["age"].astype(float), [30, 40, 50])
+    expected: list[Row] = []
+    for index, label in enumerate(AGE_BINS):
+        women = salary[(bins == index) & (p["gender"] == "F")].mean()
+        men = salary[(bins == index) & (p["gender"] == "M")].mean()
+        expected.append(
+            {"age": label, "women": _approx(women), "men": _approx(men), "ratio": _approx(women / men)}
+        )
+    assert rows == expected

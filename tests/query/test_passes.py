@@ -210,3 +210,87 @@ def test_an_aggregate_over_a_secure_aggregate_runs_at_the_receiver() -> None:
 
     placed = {id(s.relation): s.placement for s in plan.steps}
     assert placed[id(plan.root.input)] is Placement.RECEIVER
+
+
+def test_corr_sums_only_the_rows_where_both_columns_are_present() -> None:
+    query = Aggregate(_employees(), (), (AggregateSpec(AggFunc.CORR, "salary", "r", "age"),))
+
+    rewritten = rewrite_aggregates(query, SCHEMA)
+
+    assert isinstance(rewritten, Project) and isinstance(rewritten.input, Compute)
+    sums = rewritten.input.input
+    assert isinstance(sums, Aggregate)
+    assert sums.aggregates == (
+        AggregateSpec(AggFunc.COUNT, "salary", "__count_salary_age", "age"),
+        AggregateSpec(AggFunc.SUM, "salary", "__sum_salary_age", "age"),
+        AggregateSpec(AggFunc.SUM, "age", "__sum_age_salary", "salary"),
+        AggregateSpec(AggFunc.SUM_SQUARES, "salary", "__sum_squares_salary_age", "age"),
+        AggregateSpec(AggFunc.SUM_SQUARES, "age", "__sum_squares_age_salary", "salary"),
+        AggregateSpec(AggFunc.SUM_PRODUCTS, "salary", "__sum_products_salary_age", "age"),
+    )
+
+
+def test_a_second_column_is_refused_for_a_one_column_aggregate() -> None:
+    query = Collect(Aggregate(_employees(), (), (AggregateSpec(AggFunc.MEAN, "salary", "m", "age"),)), "r")
+
+    with pytest.raises(QueryError, match=r"mean takes one column, not \(salary, age\)"):
+        compile_plan(query, SCHEMA)
+
+
+def _per_company() -> Aggregate:
+    revenue = Concat(tuple(Scan("revenue", p) for p in EMPLOYERS))
+    return Aggregate(revenue, ("company",), (AggregateSpec(AggFunc.SUM, "amount", "company_total"),))
+
+
+def _shares(columns: tuple[str, ...]) -> Collect:
+    market = Aggregate(_per_company(), (), (AggregateSpec(AggFunc.SUM, "company_total", "total"),))
+    share = BinaryOp("/", ColumnRef("company_total"), ColumnRef("total"))
+    return Collect(Project(Compute(Join(_per_company(), market, ()), "share", share), columns), "researcher")
+
+
+def test_shares_run_at_the_receiver_when_the_per_company_totals_are_in_the_result() -> None:
+    plan = compile_plan(_shares(("company", "company_total", "share")), SCHEMA)
+
+    placed = [(type(s.relation).__name__, s.placement) for s in plan.steps]
+    assert ("Join", Placement.RECEIVER) in placed
+    assert placed.count(("Aggregate", Placement.SECURE_SUM)) == 2  # one WITH query, read twice
+    # The secure sum counts its rows (for the parties' min_count); the total over it does not.
+    assert (
+        "aggregate company_total = sum(amount), __count_rows = count(*) by company  [secure sum over acme, "
+        "globex, initech"
+    ) in plan.explain()
+    assert "aggregate total = sum(company_total)  [at the receiver]" in plan.explain()
+
+
+def test_shares_without_the_per_company_totals_are_refused_naming_the_total() -> None:
+    with pytest.raises(
+        QueryError,
+        match=r"^sum\(company_total\) at the receiver combines the values of several groups, so it needs the "
+        r"secret aggregate 'company_total' in the clear \(sum\(amount\) by company over acme, globex, "
+        r"initech\), which the query does not reveal; .* Supported: reveal it \(put 'company_total' in the "
+        r"result, or collect\(\.\.\., reveal=\['company_total'\]\) in the DSL\)",
+    ):
+        compile_plan(_shares(("company", "share")), SCHEMA)
+
+
+def test_a_secret_total_hidden_behind_an_internal_name_is_refused_too() -> None:
+    revenue = Concat(tuple(Scan("revenue", p) for p in EMPLOYERS))
+    per_company = Aggregate(revenue, ("company",), (AggregateSpec(AggFunc.SUM, "amount", "__sum_amount"),))
+    scaled = Project(Compute(per_company, "r", BinaryOp("*", ColumnRef("__sum_amount"), Literal(1))), ("r",))
+    squares = Compute(scaled, "__arg1", BinaryOp("*", ColumnRef("r"), ColumnRef("r")))
+    hhi = Aggregate(squares, (), (AggregateSpec(AggFunc.SUM, "__arg1", "hhi"),))
+
+    with pytest.raises(
+        QueryError,
+        match=r"^sum\(r \* r\) at the receiver .* aggregate sum\(amount\) in the clear .*put 'r' in",
+    ):
+        compile_plan(Collect(hhi, "researcher"), SCHEMA)
+
+
+def test_a_join_of_rows_with_an_aggregate_is_refused() -> None:
+    query = Collect(
+        Aggregate(Join(_employees(), _per_company(), ()), (), (AggregateSpec(AggFunc.COUNT, None, "n"),)), "r"
+    )
+
+    with pytest.raises(QueryError, match="cross join across parties acme, globex, initech needs private set"):
+        compile_plan(query, SCHEMA)

@@ -249,6 +249,56 @@ def test_arithmetic_over_aggregates() -> None:
     assert relation == Collect(Project(ratio, ("job", "avg", "also_avg")), "researcher")
 
 
+def test_with_queries_are_read_as_tables_and_a_cross_join_adds_the_total() -> None:
+    sql = """
+        WITH per_company AS (SELECT company, SUM(amount) AS revenue FROM revenue GROUP BY company),
+             market AS (SELECT SUM(revenue) AS total FROM per_company)
+        SELECT company, revenue, revenue / total AS share FROM per_company CROSS JOIN market
+    """
+
+    relation = parse_sql(sql, SCHEMA)
+
+    per_company = Aggregate(_revenue(), ("company",), (AggregateSpec(AggFunc.SUM, "amount", "revenue"),))
+    market = Aggregate(per_company, (), (AggregateSpec(AggFunc.SUM, "revenue", "total"),))
+    share = Compute(Join(per_company, market, ()), "share", BinaryOp("/", _col("revenue"), _col("total")))
+    assert relation == Collect(Project(share, ("company", "revenue", "share")), "researcher")
+
+
+def test_from_a_comma_b_is_a_cross_join() -> None:
+    sql = "WITH a AS (SELECT COUNT(*) AS n FROM employees), b AS (SELECT SUM(amount) AS s FROM revenue) "
+
+    relation = parse_sql(sql + "SELECT n, s FROM a, b", SCHEMA)
+
+    a = Aggregate(_employees(), (), (AggregateSpec(AggFunc.COUNT, None, "n"),))
+    b = Aggregate(_revenue(), (), (AggregateSpec(AggFunc.SUM, "amount", "s"),))
+    assert relation == Collect(Project(Join(a, b, ()), ("n", "s")), "researcher")
+
+
+def test_two_groups_averages_side_by_side_by_joining_two_with_queries() -> None:
+    sql = """
+        WITH women AS (SELECT job, AVG(salary) AS women FROM employees WHERE gender = 'F' GROUP BY job),
+             men AS (SELECT job, AVG(salary) AS men FROM employees WHERE gender = 'M' GROUP BY job)
+        SELECT job, women / men AS ratio FROM women JOIN men USING (job)
+    """
+
+    relation = parse_sql(sql, SCHEMA)
+
+    def mean_pay(gender: str, out: str) -> Aggregate:
+        chosen = Filter(_employees(), Compare(CompareOp.EQ, _col("gender"), Literal(gender)))
+        return Aggregate(chosen, ("job",), (AggregateSpec(AggFunc.MEAN, "salary", out),))
+
+    joined = Join(mean_pay("F", "women"), mean_pay("M", "men"), (("job", "job"),))
+    ratio = Compute(joined, "ratio", BinaryOp("/", _col("women"), _col("men")))
+    assert relation == Collect(Project(ratio, ("job", "ratio")), "researcher")
+
+
+def test_a_cross_join_of_rows_across_parties_is_refused_when_compiled() -> None:
+    relation = parse_sql("SELECT COUNT(*) FROM employees CROSS JOIN companies", SCHEMA)
+
+    with pytest.raises(QueryError, match="cross join across parties acme, globex, initech, registry needs"):
+        compile_plan(relation, SCHEMA)
+
+
 def test_arithmetic_over_aggregates_compiles() -> None:
     sql = (
         "SELECT job, AVG(salary) * 100 AS pct, SUM(salary) / COUNT(*) AS also_avg FROM employees GROUP BY job"
@@ -421,19 +471,51 @@ def test_collect_needs_a_receiver() -> None:
         ),
         ("SELECT COUNT(*) FROM employees LIMIT 1", "LIMIT is not supported"),
         ("SELECT DISTINCT job FROM employees", "SELECT DISTINCT is not supported"),
-        ("WITH t AS (SELECT job FROM employees) SELECT * FROM t", "WITH (common table expressions) is not"),
+        (
+            "WITH RECURSIVE t AS (SELECT job FROM employees) SELECT COUNT(*) FROM t",
+            "WITH RECURSIVE is not supported",
+        ),
+        (
+            "WITH employees AS (SELECT job FROM employees) SELECT COUNT(*) FROM employees",
+            "WITH employees: the federation has a table of that name; rename the WITH query",
+        ),
+        (
+            "WITH t AS (SELECT job FROM employees), t AS (SELECT job FROM employees) SELECT COUNT(*) FROM t",
+            "WITH t at line 1, col 40: a WITH query of that name exists already; rename one",
+        ),
+        (
+            "WITH t(j) AS (SELECT job FROM employees) SELECT COUNT(*) FROM t",
+            "column lists and MATERIALIZED are not supported",
+        ),
+        (
+            "WITH t AS (SELECT job FROM employees UNION SELECT job FROM revenue) SELECT COUNT(*) FROM t",
+            "a WITH query is one SELECT, not UNION",
+        ),
+        (
+            "WITH t AS (WITH u AS (SELECT job FROM employees) SELECT job FROM u) SELECT COUNT(*) FROM t",
+            "WITH inside a WITH query is not supported",
+        ),
+        (
+            "WITH t AS (SELECT job FROM employees) SELECT COUNT(*) FROM u",
+            "unknown table 'u' at line 1, col 60; the federation and WITH declare: companies, employees, "
+            "revenue, t",
+        ),
         ("SELECT COUNT(*) FROM employees WHERE age IN (SELECT 1)", "subqueries are not supported at line 1"),
-        ("SELECT COUNT(*) FROM (SELECT job FROM employees) s", "subqueries are not supported"),
+        (
+            "SELECT COUNT(*) FROM (SELECT job FROM employees) s",
+            "subqueries are not supported at line 1, col 30: (SELECT job FROM employees) AS s; give it a "
+            "name in WITH, then read it by that name as a table",
+        ),
         ("SELECT 1", "SELECT without FROM is not supported"),
         ("SELECT COUNT(*) FROM x.employees", "name federated tables without a schema or catalog"),
         (
             "SELECT COUNT(*) FROM revenue r LEFT JOIN companies c ON r.company = c.company",
             "LEFT JOIN at line 1",
         ),
-        ("SELECT COUNT(*) FROM revenue, companies", "a join without ON (FROM a, b or CROSS JOIN companies)"),
         (
-            "SELECT COUNT(*) FROM revenue CROSS JOIN companies",
-            "CROSS JOIN at line 1, col 41 is not supported",
+            "SELECT COUNT(*) FROM revenue NATURAL JOIN companies",
+            "NATURAL JOIN at line 1, col 43 is not supported: only inner equi-joins (JOIN b ON a.x = b.y) "
+            "and cross joins",
         ),
         (
             "SELECT COUNT(*) FROM revenue r JOIN companies c ON r.company = c.company AND r.amount > 3",

@@ -4,6 +4,7 @@
   ``protocol``), ``DataContext``, ``PeerContext``, lookup
 - ``stats``: ``stats.summary``
 - ``ring``: ``secure.ring_sum``, the ring secure sum over sealed node-to-node messages
+- ``federated_query``: ``query.sql``; ``federated_learning``: ``fl.train``, ``fl.evaluate``
 """
 
 from confide.algorithms._registry import (
@@ -11,8 +12,19 @@ from confide.algorithms._registry import (
     Algorithm,
     DataContext,
     PeerContext,
+    TrainingCost,
+    TrainingSpend,
     available,
     get_algorithm,
 )
 
-__all__ = ["ENTRY_POINT_GROUP", "Algorithm", "DataContext", "PeerContext", "available", "get_algorithm"]
+__all__ = [
+    "ENTRY_POINT_GROUP",
+    "Algorithm",
+    "DataContext",
+    "PeerContext",
+    "TrainingCost",
+    "TrainingSpend",
+    "available",
+    "get_algorithm",
+]

@@ -9,11 +9,11 @@ those its policy allows.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
 from importlib.metadata import entry_points
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -23,9 +23,73 @@ from pydantic import BaseModel, ValidationError
 from confide._errors import AlgorithmError
 from confide.protocols.secagg import Contribution
 
-__all__ = ["ENTRY_POINT_GROUP", "Algorithm", "DataContext", "PeerContext", "available", "get_algorithm"]
+if TYPE_CHECKING:
+    from confide.learning._data import TrainingSplit
+
+__all__ = [
+    "ENTRY_POINT_GROUP",
+    "Algorithm",
+    "DataContext",
+    "PeerContext",
+    "TableSource",
+    "TrainingCost",
+    "TrainingSpend",
+    "available",
+    "get_algorithm",
+]
 
 ENTRY_POINT_GROUP = "confide.algorithms"
+
+
+@dataclass(frozen=True)
+class TableSource:
+    """How SQL reads one of the node's tables where it lives, for steps that push SQL down.
+
+    Parameters
+    ----------
+    name : str
+        The declared table name.
+    select : str
+        One SELECT, written by the node, of exactly the declared columns under their declared
+        names and types; trusted SQL for :func:`confide.query.local_sql`'s ``source``.
+    dialect : str or None
+        The sqlglot dialect ``select`` is written in and the database speaks (``"duckdb"``
+        for files, ``"postgres"``, ``"sqlite"``); ``None`` for a database the query
+        generator does not write SQL for (read it with :meth:`DataContext.table` instead).
+    database : str or None
+        The database ``select`` runs in (its URL without the password), the same for tables in
+        the same database: run SQL there with :meth:`DataContext.run_sql`. ``None``: a file,
+        which ``select`` scans in any DuckDB.
+    """
+
+    name: str
+    select: str
+    dialect: str | None
+    database: str | None
+
+
+@dataclass(frozen=True)
+class TrainingCost:
+    """What one round of DP-SGD costs: ``steps`` noisy steps at ``noise_multiplier`` and ``sample_rate``.
+
+    ``noise_multiplier`` is ``None`` for training without differential privacy (allowed only
+    where the policy says ``allow_training_without_dp``). ``rounds_left`` counts this round.
+    """
+
+    noise_multiplier: float | None
+    sample_rate: float
+    steps: int
+    rounds_left: int
+    delta: float
+
+
+@dataclass(frozen=True)
+class TrainingSpend:
+    """Epsilon spent (at ``delta``) by this job and on the dataset by every job, this round included."""
+
+    job_epsilon: float
+    dataset_epsilon: float
+    delta: float
 
 
 class DataContext(Protocol):
@@ -37,6 +101,26 @@ class DataContext(Protocol):
 
     def table_names(self) -> list[str]:
         """Names of the tables this node offers."""
+        ...
+
+    def files(self) -> dict[str, str]:
+        """The tables kept in files, each with its file's name (no folder): what job specs name."""
+        ...
+
+    def source(self, name: str) -> TableSource:
+        """Where table ``name`` lives and the SQL that reads its declared columns there."""
+        ...
+
+    def training_data(self, name: str) -> TrainingSplit:
+        """Training data set ``name`` (node.yaml ``training_data``): its training and held-out parts."""
+        ...
+
+    def run_sql(self, sql: str, tables: Sequence[str]) -> list[tuple[object, ...]]:
+        """Run one SELECT in the database that all of ``tables`` live in; its rows.
+
+        ``sql`` reads the tables only through their :attr:`TableSource.select`. The node
+        runs it read-only, in a transaction it rolls back.
+        """
         ...
 
 
@@ -104,6 +188,17 @@ class PeerContext(Protocol):
 
     async def charge_privacy(self, dataset: str, epsilon: float, delta: float) -> None:
         """Spend privacy budget on ``dataset`` in the node's ledger; :class:`PolicyError` if exhausted."""
+        ...
+
+    async def charge_training(
+        self, dataset: str, job_id: str, round: int, cost: TrainingCost
+    ) -> TrainingSpend:
+        """Record one round of DP-SGD on training data ``dataset`` in the node's accountant.
+
+        Refused (:class:`PolicyError`, saying how much is left) if this round and the
+        ``cost.rounds_left - 1`` like it still to come would take the dataset past the
+        policy's budget, counting every job ever run on it. Call it before training.
+        """
         ...
 
 

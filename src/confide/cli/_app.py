@@ -21,9 +21,12 @@ from typing import Annotated, Any
 import click
 import typer
 from rich.console import Console
+from rich.markup import escape
+from typer.exceptions import TyperException
 
 from confide._errors import ConfideError, ConfigError
 from confide._version import __version__
+from confide.cli._fl import fl_app
 
 __all__ = ["app", "main"]
 
@@ -39,6 +42,7 @@ task_app = typer.Typer(help="Submit tasks and fetch results (researchers).", no_
 app.add_typer(hub_app, name="hub")
 app.add_typer(node_app, name="node")
 app.add_typer(task_app, name="task")
+app.add_typer(fl_app, name="fl")
 
 out = Console()
 err = Console(stderr=True)
@@ -239,23 +243,117 @@ def algorithms(as_json: JsonOption = False) -> None:
 def query(
     schema: Annotated[Path, typer.Option("--schema", "-s", help="The federation schema (YAML or JSON).")],
     sql: Annotated[str, typer.Argument(help="One SELECT statement, or @file.sql.")],
-    explain: Annotated[bool, typer.Option("--explain", help="Print where each operator runs.")] = True,
+    run: Annotated[
+        bool, typer.Option("--run", help="Run it on the collaboration's nodes (needs --kit, -C).")
+    ] = False,
+    explain: Annotated[
+        bool | None, typer.Option("--explain/--no-explain", help="Print where each operator runs.")
+    ] = None,
+    collaboration: Annotated[
+        str | None, typer.Option("--collaboration", "-C", help="Collaboration id (with --run).")
+    ] = None,
+    kit: Annotated[
+        Path | None,
+        typer.Option("--kit", "-k", help="Your researcher kit (with --run).", envvar="CONFIDE_KIT"),
+    ] = None,
+    node: Annotated[list[str] | None, typer.Option("--node", help="Only these nodes (repeatable).")] = None,
+    decimals: Annotated[int, typer.Option(help="Fixed-point decimals of the secure sums.")] = 3,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait.")] = 120.0,
     to: Annotated[str, typer.Option(help="Who receives the result.")] = "researcher",
+    as_json: JsonOption = False,
 ) -> None:
-    """Compile a federated SQL query and print its plan: local at a party, secure sum, or at the receiver.
+    """Compile a federated SQL query and print its plan; with --run, run it and print the result.
 
-    A query that would need general MPC (a join across parties, an exact median,
-    row-level output) is refused with the operator, the reason and what is supported.
+    Each operator is placed local at a party (in the clear, inside the hospital), in a
+    secure sum, or at the receiver. A query that would need general MPC (a join across
+    parties, an exact median, row-level output) is refused with the operator, the reason
+    and what is supported, before anything is sent.
     """
     from confide.query._schema import load_schema
     from confide.query._sql import parse_sql
     from confide.query.passes import compile_plan
 
-    text = Path(sql[1:]).read_text() if sql.startswith("@") else sql
+    text = _read_query(sql)
     federation = load_schema(schema)
     plan = compile_plan(parse_sql(text, federation, to=to), federation)
-    if explain:
+    if explain if explain is not None else not run:
         out.print(plan.explain(), markup=False, highlight=False, soft_wrap=True)
+    if not run:
+        return
+    if collaboration is None or kit is None:
+        raise ConfigError("confide query --run needs --collaboration (-C) and --kit (or CONFIDE_KIT)")
+    from confide.client import Client
+
+    with Client(kit) as client:
+        result = client.run_query(
+            collaboration,
+            text,
+            federation.model_dump(mode="json"),
+            nodes=node or None,
+            decimals=decimals,
+            timeout_s=timeout,
+        )
+    _show_query(result, as_json)
+
+
+@app.command()
+def submit(
+    job: Annotated[Path, typer.Argument(help="A C2D-style job spec (JSON).")],
+    kit: KitOption,
+    collaboration: Annotated[
+        str | None,
+        typer.Option("--collaboration", "-C", help="Collaboration id (default: the job's config)."),
+    ] = None,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait.")] = 120.0,
+    as_json: JsonOption = False,
+) -> None:
+    """Run a C2D-style job: a base64 SQL query, its parties and their files or tables.
+
+    See docs/query.md for the format. Parties map to nodes (config.parties), endpoints
+    to the nodes' declared data sources; a malformed spec is refused naming the field.
+    """
+    from confide.client import Client, load_job
+    from confide.query._schema import FederationSchema
+    from confide.query._sql import parse_sql
+    from confide.query.passes import compile_plan
+
+    spec = load_job(job)
+    where = collaboration or spec.collaboration
+    if where is None:
+        raise ConfigError(f"{job}: give config.collaboration in the job or --collaboration")
+    federation = FederationSchema.model_validate(spec.schema)
+    compile_plan(parse_sql(spec.sql, federation), federation)  # refuse before anything is sent
+    with Client(kit) as client:
+        result = client.run_query(
+            where,
+            spec.sql,
+            spec.schema,
+            nodes=list(spec.nodes),
+            sources={n: {t: ref.as_params() for t, ref in refs.items()} for n, refs in spec.sources.items()},
+            decimals=spec.decimals,
+            timeout_s=timeout,
+        )
+    if not as_json:
+        out.print(f"job {spec.id}: task {result.task_id} on {', '.join(spec.nodes)}")
+    _show_query(result, as_json)
+
+
+def _read_query(sql: str) -> str:
+    if not sql.startswith("@"):
+        return sql
+    try:
+        return Path(sql[1:]).read_text()
+    except OSError as exc:
+        raise ConfigError(f"cannot read query file {sql[1:]}: {exc.strerror}") from None
+
+
+def _show_query(result: Any, as_json: bool) -> None:
+    from confide.cli._render import print_json, print_query_result, query_result_json
+
+    if as_json:
+        print_json(out, query_result_json(result))
+    else:
+        print_query_result(out, result)
 
 
 @app.command()
@@ -334,14 +432,19 @@ def main() -> None:
     os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
     try:
         code = app(standalone_mode=False)
-    except click.ClickException as exc:
-        exc.show()
-        sys.exit(exc.exit_code)
+    except (click.ClickException, TyperException) as exc:
+        # typer vendors click: its usage errors are not click's own exception classes.
+        show = getattr(exc, "show", None)
+        if callable(show):
+            show()
+        else:
+            err.print(f"[red]error:[/] {escape(str(exc))}", highlight=False)
+        sys.exit(int(getattr(exc, "exit_code", 2)))
     except click.exceptions.Abort:
         err.print("aborted")
         sys.exit(130)
     except ConfideError as exc:
-        err.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        err.print(f"[red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         sys.exit(1)
     except KeyboardInterrupt:
         sys.exit(130)

@@ -15,6 +15,7 @@ import ssl
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -26,7 +27,14 @@ from confide._errors import ConfideError
 from confide.cli._sample import PATIENT_COLUMNS, write_patients
 from confide.kit import ConsortiumSpec, provision_spec
 
-__all__ = ["LocalConsortium", "free_port"]
+__all__ = ["LocalConsortium", "TableWriter", "free_port", "write_sample_patients"]
+
+TableWriter = Callable[[str, int, Path], list[dict[str, Any]]]
+"""Writes one node's data into its folder and returns its ``data:`` entries for ``node.yaml``.
+
+Called with the node id, its index (0, 1, ...) and its folder; paths in the entries are
+relative to that folder.
+"""
 
 COLLABORATION = "brain-study"
 RESEARCHER = "alice"
@@ -39,6 +47,20 @@ def free_port() -> int:
         s.bind(("127.0.0.1", 0))
         port: int = s.getsockname()[1]
         return port
+
+
+def write_sample_patients(index: int, folder: Path, rows: int) -> list[dict[str, Any]]:
+    """The demo's data: synthetic patients, CSV at the first two hospitals, Parquet at the third."""
+    data_file = folder / ("patients.parquet" if index == 2 else "patients.csv")
+    write_patients(data_file, index, rows)
+    return [
+        {
+            "name": "patients",
+            "format": data_file.suffix[1:],
+            "path": data_file.name,
+            "columns": PATIENT_COLUMNS,
+        }
+    ]
 
 
 class LocalConsortium:
@@ -54,14 +76,20 @@ class LocalConsortium:
         extra_env: dict[str, str] | None = None,
         tls: bool = True,
         transports: list[str] | None = None,
+        tables: TableWriter | None = None,
+        training: TableWriter | None = None,
+        policy: dict[str, Any] | None = None,
     ) -> None:
         self.root = root.resolve()
+        self.training = training
+        self.policy = policy or {}
         self.hospitals = hospitals
         self.rows = rows
         self.port = port or free_port()
         self.grpc_port = free_port()
         self.tls = tls
         self.transports = transports
+        self.tables = tables or (lambda node_id, index, folder: write_sample_patients(index, folder, rows))
         self.hub_url = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}"
         self.node_ids = [f"node-{chr(ord('a') + i)}" for i in range(hospitals)]
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
@@ -116,18 +144,10 @@ class LocalConsortium:
         for index, node_id in enumerate(self.node_ids):
             folder = self.root / node_id
             folder.mkdir(exist_ok=True)
-            data_file = folder / ("patients.parquet" if index == 2 else "patients.csv")
-            write_patients(data_file, index, self.rows)
-            config = {
+            config: dict[str, Any] = {
                 "kit": str(self.kits / "nodes" / node_id),
-                "data": [
-                    {
-                        "name": "patients",
-                        "format": data_file.suffix[1:],
-                        "path": data_file.name,
-                        "columns": PATIENT_COLUMNS,
-                    }
-                ],
+                "data": self.tables(node_id, index, folder),
+                **({"training_data": self.training(node_id, index, folder)} if self.training else {}),
                 **({"transports": self.transports} if self.transports else {}),
                 "policy": {
                     "collaborations": [COLLABORATION],
@@ -143,9 +163,12 @@ class LocalConsortium:
                         "stats.correlation",
                         "stats.zscore",
                         "query.sql",
+                        "fl.train",
+                        "fl.evaluate",
                     ],
                     "min_count": 5,
                     "privacy_budget": {"epsilon": 3.0, "delta": 1e-5},
+                    **self.policy,
                 },
             }
             self.node_config_path(node_id).write_text(yaml.safe_dump(config, sort_keys=False))
@@ -231,6 +254,9 @@ class LocalConsortium:
         self.close()
 
     def _spawn(self, name: str, args: list[str]) -> None:
+        running = self.processes.get(name)
+        if running is not None and running.poll() is None:
+            raise ConfideError(f"{name} is already running (pid {running.pid}); stop it first")
         log = self.log_path(name).open("ab")
         self.processes[name] = subprocess.Popen(  # noqa: S603 - our own interpreter and module
             [sys.executable, "-m", "confide", *args],

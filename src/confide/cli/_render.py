@@ -8,7 +8,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from confide.client import TaskResults
+from confide.client import QueryResult, TaskResults
 from confide.client._statistics import StatisticResult
 
 __all__ = ["print_json", "print_results", "print_statistic", "statistic_json"]
@@ -82,6 +82,44 @@ def statistic_json(result: StatisticResult) -> dict[str, Any]:
         "min_count": result.min_count,
         "privacy": privacy,
     }
+
+
+def print_query_result(console: Console, result: QueryResult) -> None:
+    """A federated query's rows, who was summed, who sat out, how many groups were withheld."""
+    table = Table(title=f"task {result.task_id}")
+    for column in result.columns:
+        table.add_column(column, justify="right")
+    for row in result.rows:
+        table.add_row(*(_cell(row.get(c)) for c in result.columns))
+    console.print(table)
+    console.print(
+        f"secure aggregation over {len(result.survivors)} node(s): {', '.join(result.survivors) or 'none'}; "
+        f"groups from fewer than {result.min_count} rows are withheld (-)"
+        + (f": {result.suppressed} withheld" if result.suppressed else "")
+    )
+    for node, reason in sorted(result.sat_out.items()):
+        console.print(f"[yellow]{node} did not contribute:[/] {reason}")
+
+
+def query_result_json(result: QueryResult) -> dict[str, Any]:
+    """A federated query's result as JSON."""
+    return {
+        "task": result.task_id,
+        "columns": list(result.columns),
+        "rows": [dict(row) for row in result.rows],
+        "survivors": list(result.survivors),
+        "sat_out": dict(result.sat_out),
+        "min_count": result.min_count,
+        "suppressed": result.suppressed,
+    }
+
+
+def _cell(value: object) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:,.4g}" if abs(value) < 1e4 else f"{value:,.2f}"
+    return str(value)
 
 
 def _num(value: float | None) -> str:

@@ -25,7 +25,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import numpy as np
@@ -54,6 +54,9 @@ from confide.wire import (
     open_envelope,
     seal_envelope,
 )
+
+if TYPE_CHECKING:
+    from confide.client._query import QueryResult
 
 __all__ = ["Client", "NodeResult", "SecureSum", "TaskResults", "TaskState"]
 
@@ -347,26 +350,40 @@ class Client:
         schema: Mapping[str, Any],
         *,
         nodes: list[str] | None = None,
+        sources: Mapping[str, Mapping[str, Mapping[str, str]]] | None = None,
         decimals: int = 3,
         timeout_s: float = 120.0,
-    ) -> list[dict[str, object]]:
+    ) -> QueryResult:
         """Run a federated SQL query and return its result rows, finalised here.
 
         The plan is compiled here first, so a query that would need general MPC is refused
         before anything is sent; each node compiles it again and runs only its local part.
-        """
-        from confide.algorithms.federated_query import QueryParams, compiled, encoding_of
-        from confide.query._generate import finalise
+        Groups with fewer rows than the nodes' ``min_count`` are withheld (None).
 
-        params = QueryParams.model_validate({"sql": sql, "schema": dict(schema), "decimals": decimals})
-        plan, _, layouts = compiled(params)
-        targets = nodes if nodes is not None else sorted(self.nodes(collaboration))
-        task_id = self.submit(collaboration, "query.sql", params.model_dump(by_alias=True), targets)
-        totals = {}
-        for i, layout in enumerate(layouts):
-            summed = self.secure_sum(task_id, f"q{i}", wait_s=timeout_s)
-            totals[i] = encoding_of(layout, params, len(targets)).decode(summed.total)
-        return finalise(plan, totals, layouts)
+        Parameters
+        ----------
+        collaboration, sql, schema
+            Where to run, the SELECT statement, and the federation schema it is written against.
+        nodes
+            Only these nodes (default: every node of the collaboration).
+        sources
+            Per node, which declared source stands for each schema table
+            (``{"node-a": {"employees": {"file": "staff.csv"}}}``); default: the same name.
+        decimals
+            Fixed-point resolution of the secure sums.
+        """
+        from confide.client._query import run_query
+
+        return run_query(
+            self,
+            collaboration,
+            sql,
+            schema,
+            nodes=nodes,
+            sources=sources,
+            decimals=decimals,
+            timeout_s=timeout_s,
+        )
 
     def run(
         self,

@@ -184,7 +184,10 @@ class _StarletteConnection:
         return bytes(data)
 
     async def close(self) -> None:
-        with contextlib.suppress(RuntimeError):
+        # Idempotent, as ``Connection.close`` promises: a socket whose node already left raises
+        # WebSocketDisconnect on the first close (RuntimeError after). Letting it escape aborted
+        # the session that replaces this one (``NodeSessions.serve`` closes the previous one).
+        with contextlib.suppress(WebSocketDisconnect, RuntimeError):
             await self._ws.close()
 
 

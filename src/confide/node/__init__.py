@@ -1,7 +1,9 @@
 """The node at a hospital: owns the data, enforces the policy, runs algorithm steps locally.
 
 - ``_config``: ``NodeConfig`` from ``node.yaml`` (kit, data sources, policy)
-- ``_datasource``: CSV / Parquet tables checked against their declared schema
+- ``_datasource``: ``LocalData``, the node's tables (files, database tables) checked
+  against their declared schema, and the SQL that reads each where it lives
+- ``_database``: tables in a database (``format: sql``), read-only through SQLAlchemy
 - ``_policy``: allowed collaborations, researchers, algorithms
 - ``_worker``: the process pool algorithm steps run in
 - ``_agent``: ``Agent`` — connect out, open sealed inputs, run, seal results

@@ -23,19 +23,24 @@ import contextlib
 import functools
 import json
 import logging
+import math
 import secrets
 from collections import OrderedDict
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
 
-from confide._errors import AuthError, ConfideError, ProtocolError, TransportError, WireError
+from confide._errors import AuthError, ConfideError, PolicyError, ProtocolError, TransportError, WireError
 from confide._version import __version__
-from confide.algorithms import Algorithm, get_algorithm
+from confide.algorithms import Algorithm, TrainingCost, TrainingSpend, get_algorithm
 from confide.crypto import MemoryReplayGuard, PublicParty, Role, verify_party_certificate
 from confide.kit import Kit
 from confide.node._config import NodeConfig
 from confide.node._ledger import PrivacyLedger
+
+if TYPE_CHECKING:
+    from confide.learning._accountant import PrivacyAccountant
 from confide.node._peers import TaskPeers
 from confide.node._policy import check_policy
 from confide.node._worker import StepOutcome, WorkerPool
@@ -85,7 +90,7 @@ class Agent:
         self.config = config
         self.kit = kit
         self.connector = connector
-        self.workers = workers or WorkerPool(config.data, config.workers)
+        self.workers = workers or WorkerPool(config.data, config.workers, config.training_data)
         self.connected = asyncio.Event()
         self._guard = MemoryReplayGuard()
         self._peers: dict[bytes, PublicParty] = {}
@@ -99,6 +104,7 @@ class Agent:
         self._ack_waiters: dict[str, asyncio.Event] = {}
         self._early: dict[str, list[Envelope]] = {}
         self._ledger: PrivacyLedger | None = None
+        self._accountant: PrivacyAccountant | None = None
 
     @property
     def node_id(self) -> str:
@@ -306,6 +312,7 @@ class Agent:
             disconnect=self._drop_connection,
             min_count=self.config.policy.min_count,
             charge=functools.partial(self._charge_privacy, assignment),
+            charge_training=functools.partial(self._charge_training, assignment),
         )
         self._channels[assignment.task_id] = channel
         for early in self._early.pop(assignment.task_id, []):
@@ -352,6 +359,53 @@ class Agent:
             delta=delta,
             budget=budget,
         )
+
+    async def _charge_training(
+        self, assignment: RunAssignment, dataset: str, job_id: str, round: int, cost: TrainingCost
+    ) -> TrainingSpend:
+        """Check a DP-SGD round (and the rounds left after it) against the budget, and record it.
+
+        The accountant keeps one history per training data set, across rounds and jobs. The
+        round is recorded under the task that runs it, so a round run again (a restarted
+        coordinator) is a new release and is charged again.
+        """
+        from confide.learning._accountant import PrivacyAccountant
+        from confide.learning._privacy import NoisySteps, epsilon_spent
+
+        policy = self.config.policy
+        if cost.noise_multiplier is None:
+            if not policy.allow_training_without_dp:
+                raise PolicyError(
+                    f"job {job_id} asks to train on {dataset} without differential privacy (epsilon inf); "
+                    "this node allows that only with policy.allow_training_without_dp: true in node.yaml"
+                )
+            return TrainingSpend(math.inf, math.inf, cost.delta)
+        budget = policy.budget_for(assignment.researcher_id, dataset)
+        if self._accountant is None:
+            ledger = policy.ledger or self.kit.directory / "privacy-ledger.sqlite"
+            path = ledger.with_name("dpsgd-accountant.sqlite")
+            self._accountant = await asyncio.to_thread(PrivacyAccountant, path)
+        accountant = self._accountant
+        sigma = cost.noise_multiplier
+        spent = NoisySteps(sigma, cost.sample_rate, cost.steps)
+        run = f"{job_id}/{assignment.task_id}"
+
+        def charge() -> TrainingSpend:
+            planned = [NoisySteps(sigma, cost.sample_rate, cost.steps * cost.rounds_left)]
+            accountant.check(dataset=dataset, job_id=job_id, planned=planned, budget=budget)
+            total = accountant.charge(
+                dataset=dataset,
+                job_id=run,
+                round=round,
+                spent=spent,
+                budget=budget,
+                researcher=assignment.researcher_id,
+            )
+            delta = budget.delta if budget is not None else cost.delta
+            mine = [r.spent for r in accountant.rounds(dataset) if r.job_id.startswith(f"{job_id}/")]
+            return TrainingSpend(epsilon_spent(mine, delta, accountant.accounting), total, delta)
+
+        return await asyncio.to_thread(charge)
 
     async def _drop_connection(self) -> None:
         """Close the hub connection (it is made again at once): a deliberate dropout."""

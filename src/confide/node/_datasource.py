@@ -1,8 +1,18 @@
-"""Reading a node's tables (CSV, Parquet) into Arrow, checked against their declared schema.
+"""A node's tables (CSV and Parquet files, tables in a database), as algorithms see them.
+
+:class:`LocalData` implements the algorithms' ``DataContext``:
+
+- ``table(name)`` reads the declared columns into Arrow, checked against their declared
+  types: files with Arrow (cached per worker process, re-read when the file changes), a
+  database table with one SELECT (:mod:`confide.node._database`; never cached, the
+  database changes without telling);
+- ``source(name)`` gives the SQL that reads the declared columns where the table lives, for
+  steps that push SQL down (``query.sql``): a DuckDB scan of the file, projected and cast
+  to the declared types, or a SELECT in the database's own dialect;
+- ``run_sql(sql, tables)`` runs one SELECT in the database those tables live in.
 
 A column that is missing, or whose values do not convert to the declared type, is an
-error naming the table, file and column; the researcher gets the message, never the data.
-Tables are cached per worker process and re-read when the file changes.
+error naming the table; the researcher gets the message, never the data.
 """
 
 from __future__ import annotations
@@ -10,13 +20,21 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
+import duckdb
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
+from sqlglot import exp
 
 from confide._errors import AlgorithmError
-from confide.node._config import ColumnType, DataSourceConfig, SourceFormat
+from confide.algorithms._registry import TableSource
+from confide.node import _database
+from confide.node._config import ColumnType, DataSourceConfig, SourceFormat, TrainingDataConfig
+
+if TYPE_CHECKING:
+    from confide.learning._data import TrainingSplit
 
 __all__ = ["LocalData"]
 
@@ -28,33 +46,98 @@ _ARROW = {
     ColumnType.STR: pa.string(),
     ColumnType.BOOL: pa.bool_(),
 }
+_DUCKDB = {
+    ColumnType.INT: "BIGINT",
+    ColumnType.FLOAT: "DOUBLE",
+    ColumnType.STR: "VARCHAR",
+    ColumnType.BOOL: "BOOLEAN",
+}
+_DUCKDB_INTEGERS = {
+    "TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT", "UINTEGER", "UBIGINT",
+}  # fmt: skip
 
 
 class LocalData:
     """The node's tables, loaded lazily; implements the algorithms' ``DataContext``."""
 
-    def __init__(self, sources: Sequence[DataSourceConfig]) -> None:
+    def __init__(
+        self, sources: Sequence[DataSourceConfig], training: Sequence[TrainingDataConfig] = ()
+    ) -> None:
         self._sources = {s.name: s for s in sources}
         self._cache: dict[str, tuple[float, pa.Table]] = {}
+        self._training = {t.name: t for t in training}
+        self._training_cache: dict[str, tuple[tuple[float, ...], TrainingSplit]] = {}
+
+    def training_data(self, name: str) -> TrainingSplit:
+        """Training data set ``name``: its training and held-out parts (cached while its files stay)."""
+        from confide.node._training import load_training_data, stamp
+
+        config = self._training.get(name)
+        if config is None:
+            offered = ", ".join(sorted(self._training)) or "none"
+            raise AlgorithmError(f"this node has no training data {name!r}; it offers: {offered}")
+        mtimes = stamp(config)
+        cached = self._training_cache.get(name)
+        if cached is not None and cached[0] == mtimes:
+            return cached[1]
+        split = load_training_data(config)
+        self._training_cache[name] = (mtimes, split)
+        return split
 
     def table_names(self) -> list[str]:
         return sorted(self._sources)
 
     def table(self, name: str) -> pa.Table:
-        source = self._sources.get(name)
-        if source is None:
-            offered = ", ".join(self.table_names()) or "none"
-            raise AlgorithmError(f"this node has no table {name!r}; it offers: {offered}")
-        try:
-            mtime = os.stat(source.path).st_mtime
-        except OSError:
-            raise AlgorithmError(f"table {name!r}: its file is missing on this node") from None
+        source = self._config(name)
+        if source.format is SourceFormat.SQL:
+            return _arrow(source, _database.fetch_rows(source))
+        mtime = _mtime(source)
         cached = self._cache.get(name)
         if cached is not None and cached[0] == mtime:
             return cached[1]
         table = _read(source)
         self._cache[name] = (mtime, table)
         return table
+
+    def files(self) -> dict[str, str]:
+        return {
+            s.name: os.path.basename(str(s.path))
+            for s in self._sources.values()
+            if s.format is not SourceFormat.SQL
+        }
+
+    def source(self, name: str) -> TableSource:
+        source = self._config(name)
+        if source.format is SourceFormat.SQL:
+            return _database.table_source(source)
+        _mtime(source)
+        select = _csv_select(source) if source.format is SourceFormat.CSV else _parquet_select(source)
+        return TableSource(name, select, "duckdb", None)
+
+    def run_sql(self, sql: str, tables: Sequence[str]) -> list[tuple[object, ...]]:
+        """Run one SELECT (trusted SQL, written by a step) in the one database ``tables`` live in."""
+        sources = [self._config(t) for t in tables]
+        files = [s.name for s in sources if s.format is not SourceFormat.SQL]
+        if not sources or files:
+            raise AlgorithmError(f"tables {', '.join(files) or '(none)'} are not in a database; scan them")
+        where = {str(_database.database_url(s)) for s in sources}
+        if len(where) > 1:
+            raise AlgorithmError(f"tables {', '.join(tables)} are not all in one database")
+        return _database.run_select(sources, sql)
+
+    def _config(self, name: str) -> DataSourceConfig:
+        source = self._sources.get(name)
+        if source is None:
+            offered = ", ".join(self.table_names()) or "none"
+            raise AlgorithmError(f"this node has no table {name!r}; it offers: {offered}")
+        return source
+
+
+def _mtime(source: DataSourceConfig) -> float:
+    try:
+        return os.stat(str(source.path)).st_mtime
+    except OSError:
+        raise AlgorithmError(f"table {source.name!r}: its file is missing on this node") from None
 
 
 def _read(source: DataSourceConfig) -> pa.Table:
@@ -71,20 +154,94 @@ def _read(source: DataSourceConfig) -> pa.Table:
             table = pq.read_table(source.path, columns=list(source.columns))
             table = table.cast(schema)
     except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, KeyError) as exc:
-        # Arrow's message may quote a data value: it goes to the node's own log only.
-        log.error(
-            "table %s (%s) does not match its schema: %s",
-            source.name,
-            source.path,
-            _first_line(exc),
-        )
-        raise AlgorithmError(
-            f"table {source.name!r} does not match the schema declared in the node config "
-            f"(columns {', '.join(source.columns)}); the node's log names the offending column"
-        ) from None
+        raise _mismatch(source, exc) from None
     except OSError as exc:
         raise AlgorithmError(f"table {source.name!r} cannot be read: {_first_line(exc)}") from None
     return table
+
+
+def _arrow(source: DataSourceConfig, rows: Sequence[Sequence[object]]) -> pa.Table:
+    """A database table's rows as Arrow with the declared types, checked value by value."""
+    values = list(zip(*rows, strict=True)) if rows else [() for _ in source.columns]
+    try:
+        arrays = [
+            pa.array(list(column)).cast(_ARROW[declared])
+            for column, declared in zip(values, source.columns.values(), strict=True)
+        ]
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as exc:
+        raise _mismatch(source, exc) from None
+    return pa.Table.from_arrays(arrays, names=list(source.columns))
+
+
+def _mismatch(source: DataSourceConfig, exc: Exception) -> AlgorithmError:
+    # Arrow's message may quote a data value: it goes to the node's own log only.
+    where = source.path if source.format is not SourceFormat.SQL else source.table
+    log.error("table %s (%s) does not match its schema: %s", source.name, where, _first_line(exc))
+    return AlgorithmError(
+        f"table {source.name!r} does not match the schema declared in the node config "
+        f"(columns {', '.join(source.columns)}); the node's log names the offending column"
+    )
+
+
+def _csv_select(source: DataSourceConfig) -> str:
+    """DuckDB's scan of a CSV file: its declared columns, parsed as their declared types."""
+    types = ", ".join(f"{_string(c)}: '{_DUCKDB[t]}'" for c, t in source.columns.items())
+    columns = ", ".join(_identifier(c) for c in source.columns)
+    # Identifiers and strings are quoted by sqlglot; nothing here comes from a researcher.
+    return (
+        f"SELECT {columns} FROM read_csv({_string(str(source.path))}, header = true, delim = ',', "  # noqa: S608
+        f"types = {{{types}}})"
+    )
+
+
+def _parquet_select(source: DataSourceConfig) -> str:
+    """DuckDB's scan of a Parquet file: its declared columns, cast where the file's type differs."""
+    scan = f"read_parquet({_string(str(source.path))})"
+    try:
+        with duckdb.connect() as connection:
+            described = connection.execute(f"DESCRIBE SELECT * FROM {scan}").fetchall()  # noqa: S608
+    except duckdb.Error as exc:
+        log.error("table %s (%s) cannot be read: %s", source.name, source.path, _first_line(exc))
+        raise AlgorithmError(
+            f"table {source.name!r}: its file cannot be read as Parquet; the node's log says why"
+        ) from None
+    found = {str(row[0]): str(row[1]) for row in described}
+    columns = []
+    for column, declared in source.columns.items():
+        stored = found.get(column)
+        if stored is None:
+            raise AlgorithmError(
+                f"table {source.name!r}: its Parquet file has no column {column!r}, which the node "
+                "config declares"
+            )
+        if not _fits(declared, stored):
+            raise AlgorithmError(
+                f"table {source.name!r}: column {column!r} is {stored} in its Parquet file, which cannot "
+                f"hold {declared.value} values; fix its type in node.yaml"
+            )
+        name = _identifier(column)
+        target = _DUCKDB[declared]
+        columns.append(name if stored == target else f"CAST({name} AS {target}) AS {name}")
+    return f"SELECT {', '.join(columns)} FROM {scan}"  # noqa: S608
+
+
+def _fits(declared: ColumnType, stored: str) -> bool:
+    if declared is ColumnType.STR:
+        return True
+    if declared is ColumnType.BOOL:
+        return stored == "BOOLEAN"
+    integer = stored in _DUCKDB_INTEGERS
+    if declared is ColumnType.INT:
+        return integer
+    return integer or stored in ("FLOAT", "DOUBLE") or stored.startswith("DECIMAL")
+
+
+def _identifier(name: str) -> str:
+    return exp.to_identifier(name, quoted=True).sql(dialect="duckdb")
+
+
+def _string(text: str) -> str:
+    return exp.Literal.string(text).sql(dialect="duckdb")
 
 
 def _first_line(exc: Exception) -> str:

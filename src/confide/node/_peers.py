@@ -32,6 +32,7 @@ import numpy as np
 import numpy.typing as npt
 
 from confide._errors import AlgorithmError, PolicyError, ProtocolError, ReplayError
+from confide.algorithms import TrainingCost, TrainingSpend
 from confide.crypto import (
     CHUNK_SIZE,
     MemoryReplayGuard,
@@ -100,7 +101,9 @@ class TaskPeers:
         disconnect: Callable[[], Awaitable[None]] | None = None,
         min_count: int = 5,
         charge: Callable[[str, float, float], Awaitable[None]] | None = None,
+        charge_training: Callable[[str, str, int, TrainingCost], Awaitable[TrainingSpend]] | None = None,
     ) -> None:
+        self._charge_training = charge_training
         self._min_count = min_count
         self._charge = charge
         self._disconnect = disconnect
@@ -288,6 +291,14 @@ class TaskPeers:
         if self._charge is None:
             raise PolicyError(f"node {self.node_id!r} keeps no privacy budget; it cannot run DP tasks")
         await self._charge(dataset, epsilon, delta)
+
+    async def charge_training(
+        self, dataset: str, job_id: str, round: int, cost: TrainingCost
+    ) -> TrainingSpend:
+        """Record one round of DP-SGD on ``dataset`` in the node's accountant; PolicyError past the budget."""
+        if self._charge_training is None:
+            raise PolicyError(f"node {self.node_id!r} keeps no privacy accountant; it cannot train")
+        return await self._charge_training(dataset, job_id, round, cost)
 
     async def _to_hub(self, config: SecAggConfig, message: ClientMessage) -> None:
         if self._send_now is None:  # pragma: no cover - checked by secure_sum

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 from confide._errors import ConfideError
 from confide.algorithms import get_algorithm
-from confide.node._config import DataSourceConfig
+from confide.node._config import DataSourceConfig, TrainingDataConfig
 from confide.node._datasource import LocalData
 
 __all__ = ["StepOutcome", "WorkerPool"]
@@ -39,9 +39,9 @@ class StepOutcome:
     error: str | None
 
 
-def _init_worker(sources: Sequence[DataSourceConfig]) -> None:
+def _init_worker(sources: Sequence[DataSourceConfig], training: Sequence[TrainingDataConfig] = ()) -> None:
     global _DATA
-    _DATA = LocalData(sources)
+    _DATA = LocalData(sources, training)
     threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()
 
 
@@ -75,8 +75,14 @@ def _warm() -> bool:
 class WorkerPool:
     """A process pool for algorithm steps, restarted if a worker dies."""
 
-    def __init__(self, sources: Sequence[DataSourceConfig], workers: int = 1) -> None:
+    def __init__(
+        self,
+        sources: Sequence[DataSourceConfig],
+        workers: int = 1,
+        training: Sequence[TrainingDataConfig] = (),
+    ) -> None:
         self._sources = list(sources)
+        self._training = list(training)
         self._workers = workers
         self._pool = self._new_pool()
 
@@ -85,7 +91,7 @@ class WorkerPool:
             max_workers=self._workers,
             mp_context=multiprocessing.get_context("spawn"),
             initializer=_init_worker,
-            initargs=(self._sources,),
+            initargs=(self._sources, self._training),
         )
 
     async def warm_up(self) -> None:

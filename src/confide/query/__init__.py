@@ -12,6 +12,54 @@ Layout (in dependency order):
   (DuckDB for CSV / Parquet, PostgreSQL), the dense vector over the declared domains, and
   the receiver's finalisation
 
-Not built yet: running a plan through the nodes (a node-side algorithm, the secure sum,
-``confide query`` executing rather than explaining), job specs, worked examples.
+``passes.reveal`` is placement's check that an operator at the receiver combining groups
+(a total over companies, HHI) reads only aggregates the query reveals. A plan runs through
+the nodes as ``query.sql`` (:mod:`confide.algorithms.federated_query`); worked examples with
+data generators are in the repository's ``examples/``.
 """
+
+from confide._errors import QueryError
+from confide.query._dsl import (
+    Query,
+    Rel,
+    aggregate,
+    aggregate_count,
+    aggregate_many,
+    col,
+    collect,
+    concat,
+    create,
+    defCol,
+    divide,
+    filter,
+    join,
+    multiply,
+    project,
+)
+from confide.query._schema import FederationSchema, load_schema
+from confide.query._sql import parse_sql
+from confide.query.passes import Plan, compile_plan
+
+__all__ = [
+    "FederationSchema",
+    "Plan",
+    "Query",
+    "QueryError",
+    "Rel",
+    "aggregate",
+    "aggregate_count",
+    "aggregate_many",
+    "col",
+    "collect",
+    "compile_plan",
+    "concat",
+    "create",
+    "defCol",
+    "divide",
+    "filter",
+    "join",
+    "load_schema",
+    "multiply",
+    "parse_sql",
+    "project",
+]

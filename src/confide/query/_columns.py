@@ -121,6 +121,11 @@ def _concat(inputs: tuple[Relation, ...], schema: FederationSchema) -> dict[str,
     return first
 
 
+# Aggregates that take a second column: CORR and SUM_PRODUCTS over it, the others only
+# over the rows where it is not NULL (see AggregateSpec).
+_PAIRED = frozenset({AggFunc.CORR, AggFunc.SUM_PRODUCTS, AggFunc.COUNT, AggFunc.SUM, AggFunc.SUM_SQUARES})
+
+
 def _aggregate(
     available: dict[str, ColumnInfo], group_by: tuple[str, ...], aggregates: tuple[object, ...]
 ) -> dict[str, ColumnInfo]:
@@ -129,7 +134,11 @@ def _aggregate(
         func, column, name, other = spec.func, spec.column, spec.out, spec.other  # type: ignore[attr-defined]
         source = None if column is None else _column(available, column, f"{func.value}({column})")
         if other is not None:
-            _column(available, other, f"{func.value}({column}, {other})")
+            second = _column(available, other, f"{func.value}({column}, {other})")
+            if func not in _PAIRED or column is None:
+                raise QueryError(f"{func.value} takes one column, not ({column}, {other})")
+            if func in (AggFunc.CORR, AggFunc.SUM_PRODUCTS) and not second.type.numeric:
+                raise QueryError(f"{func.value} needs numeric columns, not {other!r} ({second.type.value})")
         if func not in (AggFunc.COUNT, AggFunc.COUNT_DISTINCT) and (
             source is None or not source.type.numeric
         ):

@@ -15,7 +15,10 @@ parties, every operator takes its input relation and a name for its output, and
   declare;
 - columns carry what secure aggregation needs (``bounds``, ``categories``, ``bins``,
   ``other``), and every call checks names and types at once, so a mistake is reported
-  where it is made, naming the call, the argument and what is allowed.
+  where it is made, naming the call, the argument and what is allowed;
+- :func:`join` without keys is a cross join (groups with a one-row total), and
+  :func:`collect` takes ``reveal``: aggregates besides the result that the receiver may
+  see, which operators combining groups at the receiver need (HHI's per-company totals).
 """
 
 from __future__ import annotations
@@ -49,6 +52,7 @@ from confide.query._ir import (
     Project,
     Relation,
     Scan,
+    walk,
 )
 from confide.query._schema import ColumnSchema, FederationSchema, TableSchema
 
@@ -488,7 +492,9 @@ def join(left: Rel, right: Rel, name: str, left_cols: Sequence[str], right_cols:
 
     The result has ``left``'s columns, then those of ``right`` whose names ``left``
     lacks, so a key named the same on both sides appears once (as the compiler's column
-    typing has it; Conclave instead puts the keys first and drops ``right``'s).
+    typing has it; Conclave instead puts the keys first and drops ``right``'s). With no
+    keys it is a cross join: every row of ``left`` with every row of ``right``, such as
+    each company's total with the one-row total of all companies.
 
     Parameters
     ----------
@@ -497,7 +503,7 @@ def join(left: Rel, right: Rel, name: str, left_cols: Sequence[str], right_cols:
     name
         The result's name.
     left_cols, right_cols
-        The key columns, pairwise, each pair of one type; at least one pair.
+        The key columns, pairwise, each pair of one type; both empty for a cross join.
 
     Returns
     -------
@@ -511,8 +517,8 @@ def join(left: Rel, right: Rel, name: str, left_cols: Sequence[str], right_cols:
         key, or a table declared differently on the two sides.
     """
     site = _Site("join", name)
-    left_keys = site.names("left_cols", left_cols)
-    right_keys = site.names("right_cols", right_cols)
+    left_keys = site.names("left_cols", left_cols, allow_empty=True)
+    right_keys = site.names("right_cols", right_cols, allow_empty=True)
     if len(left_keys) != len(right_keys):
         raise site.error(
             f"left_cols has {len(left_keys)} columns but right_cols {len(right_keys)}; give pairs"
@@ -532,7 +538,7 @@ def join(left: Rel, right: Rel, name: str, left_cols: Sequence[str], right_cols:
     return Rel(name, Join(left.relation, right.relation, on), columns, _merge_tables(site, [left, right]))
 
 
-def collect(rel: Rel, to: str) -> Query:
+def collect(rel: Rel, to: str, *, reveal: Sequence[str] = ()) -> Query:
     """End the program: reveal ``rel`` to party ``to``.
 
     Parameters
@@ -541,15 +547,33 @@ def collect(rel: Rel, to: str) -> Query:
         The result.
     to
         The party (the researcher) that receives it.
+    reveal
+        Aggregates of the program, besides the result's columns, that ``to`` may see in the
+        clear: what an operator at the receiver that combines groups needs (the per-company
+        totals behind HHI). Without them such a program is refused when it is compiled.
 
     Returns
     -------
     Query
         The IR rooted at :class:`Collect`, and the schema the program's ``create`` calls declare.
+
+    Raises
+    ------
+    QueryError
+        A bad ``to``, or a ``reveal`` name that is no aggregate of the program.
     """
+    site = _Site("collect", rel.name)
     if not isinstance(to, str) or not to:
-        raise _Site("collect", rel.name).error(f"to must be a party id (a non-empty string), not {to!r}")
-    return Query(Collect(rel.relation, to), FederationSchema(tables=dict(rel.tables)))
+        raise site.error(f"to must be a party id (a non-empty string), not {to!r}")
+    names = site.names("reveal", reveal, allow_empty=True)
+    outputs = [s.out for r in walk(rel.relation) if isinstance(r, Aggregate) for s in r.aggregates]
+    unknown = [n for n in names if n not in outputs]
+    if unknown:
+        raise site.error(
+            f"reveal: {unknown[0]!r} is not an aggregate of the program; its aggregates are: "
+            f"{', '.join(dict.fromkeys(outputs)) or 'none'}"
+        )
+    return Query(Collect(rel.relation, to, names), FederationSchema(tables=dict(rel.tables)))
 
 
 # -- checks -----------------------------------------------------------------------------

@@ -53,6 +53,7 @@ from confide.query._ir import (
     Concat,
     Expr,
     Filter,
+    Join,
     Literal,
     Not,
     Project,
@@ -71,6 +72,7 @@ __all__ = [
     "local_sql",
     "run_local_duckdb",
     "secure_aggregates",
+    "withheld_groups",
 ]
 
 Label = str | int
@@ -162,13 +164,16 @@ class DenseLayout:
 
 
 def secure_aggregates(plan: Plan) -> list[Aggregate]:
-    """The aggregates of ``plan`` computed by secure sums, inputs first; a total's index is its place here."""
-    found: dict[int, Aggregate] = {}
+    """The aggregates of ``plan`` computed by secure sums, inputs first; a total's index is its place here.
+
+    Equal aggregates are one secure sum: a ``WITH`` query the plan reads twice is summed once.
+    """
+    found: dict[Aggregate, Aggregate] = {}
     for step in plan.steps:
         relation = step.relation
         secure = step.placement is Placement.SECURE_SUM
         if secure and isinstance(relation, Aggregate) and isinstance(relation.input, Concat):
-            found.setdefault(id(relation), relation)
+            found.setdefault(relation, relation)
     return list(found.values())
 
 
@@ -338,7 +343,11 @@ def _category(key: GroupKey, category: Label) -> exp.Expr:
 
 
 def _spec(spec: AggregateSpec) -> exp.Expr:
-    column = None if spec.column is None else _quoted(spec.column)
+    column: exp.Expr | None = None if spec.column is None else _quoted(spec.column)
+    if column is not None and spec.other is not None and spec.func is not AggFunc.SUM_PRODUCTS:
+        # Only the rows where the other column is present too (CORR's complete pairs).
+        present = exp.Not(this=exp.Is(this=_quoted(spec.other), expression=exp.Null()))
+        column = exp.Case().when(present, column)
     if spec.func is AggFunc.COUNT:
         return exp.Count(this=exp.Star() if column is None else column)
     if spec.func is AggFunc.SUM and column is not None:
@@ -523,7 +532,9 @@ def run_local_duckdb(
 # -- the receiver -----------------------------------------------------------------------
 
 
-def finalise(plan: Plan, totals: Mapping[int, Vector], layouts: Sequence[DenseLayout]) -> list[Row]:
+def finalise(
+    plan: Plan, totals: Mapping[int, Vector], layouts: Sequence[DenseLayout], *, min_count: int = 0
+) -> list[Row]:
     """The query's result rows, from the secure sums' totals, in group order.
 
     Parameters
@@ -534,6 +545,10 @@ def finalise(plan: Plan, totals: Mapping[int, Vector], layouts: Sequence[DenseLa
         The summed vector of each of :func:`secure_aggregates` (``plan``), by its index there.
     layouts
         Their layouts, in the same order.
+    min_count
+        A secure sum's group with fewer rows than this (its largest COUNT) is withheld: its
+        cells are None, and so is anything the receiver computes from them (a ratio, a
+        total over groups); a comparison with a withheld cell is unknown, as with NULL.
 
     Returns
     -------
@@ -544,28 +559,56 @@ def finalise(plan: Plan, totals: Mapping[int, Vector], layouts: Sequence[DenseLa
     aggregates = secure_aggregates(plan)
     if len(layouts) != len(aggregates):
         raise QueryError(f"the plan has {len(aggregates)} secure sums, but {len(layouts)} layouts were given")
-    revealed: dict[int, list[Row]] = {}
+    revealed: dict[Relation, list[Row]] = {}
     for index, (aggregate, layout) in enumerate(zip(aggregates, layouts, strict=True)):
         _check_layout(aggregate, layout)
         total = totals.get(index)
         if total is None or np.shape(total) != (layout.length,):
             got = "none" if total is None else f"shape {np.shape(total)}"
             raise QueryError(f"secure sum {index} needs a total of length {layout.length}, got {got}")
-        revealed[id(aggregate)] = _revealed_rows(np.asarray(total, dtype=np.float64), layout)
-    return _evaluate(plan.root, revealed)
+        revealed[aggregate] = _revealed_rows(np.asarray(total, dtype=np.float64), layout, min_count)
+    rows = _evaluate(plan.root, revealed)
+    return [{k: None if v is WITHHELD else v for k, v in row.items()} for row in rows]
 
 
-def _revealed_rows(total: Vector, layout: DenseLayout) -> list[Row]:
+def withheld_groups(totals: Mapping[int, Vector], layouts: Sequence[DenseLayout], min_count: int) -> int:
+    """How many groups of the secure sums :func:`finalise` withholds for ``min_count``."""
+    withheld = 0
+    for index, layout in enumerate(layouts):
+        per_group = np.asarray(totals[index], dtype=np.float64).reshape(layout.groups, len(layout.specs))
+        counts = [j for j, spec in enumerate(layout.specs) if spec.func is AggFunc.COUNT]
+        if counts:
+            withheld += int(np.count_nonzero(per_group[:, counts].max(axis=1) < min_count))
+    return withheld
+
+
+class _Withheld:
+    """A cell withheld for its group's small row count: unknown, like NULL, but never skipped."""
+
+    def __repr__(self) -> str:
+        return "WITHHELD"
+
+
+WITHHELD = _Withheld()
+
+
+def _revealed_rows(total: Vector, layout: DenseLayout, min_count: int) -> list[Row]:
     width = len(layout.specs)
-    return [
-        {**labels, **{spec.out: float(total[g * width + j]) for j, spec in enumerate(layout.specs)}}
-        for g, labels in enumerate(layout.labels())
-    ]
+    counts = [j for j, spec in enumerate(layout.specs) if spec.func is AggFunc.COUNT]
+    rows: list[Row] = []
+    for g, labels in enumerate(layout.labels()):
+        cells = total[g * width : (g + 1) * width]
+        small = bool(counts) and float(cells[counts].max()) < min_count
+        rows.append(
+            {**labels, **{s.out: WITHHELD if small else float(cells[j]) for j, s in enumerate(layout.specs)}}
+        )
+    return rows
 
 
-def _evaluate(relation: Relation, revealed: Mapping[int, list[Row]]) -> list[Row]:
-    if id(relation) in revealed:
-        return revealed[id(relation)]
+def _evaluate(relation: Relation, revealed: Mapping[Relation, list[Row]]) -> list[Row]:
+    found = revealed.get(relation)
+    if found is not None:
+        return found
     match relation:
         case Collect(inner, _, _):
             return _evaluate(inner, revealed)
@@ -577,10 +620,27 @@ def _evaluate(relation: Relation, revealed: Mapping[int, list[Row]]) -> list[Row
             return [{**row, name: _value(expr, row)} for row in _evaluate(inner, revealed)]
         case Aggregate(inner, group_by, specs):
             return _aggregate(_evaluate(inner, revealed), group_by, specs)
+        case Join(left, right, on):
+            return _join(_evaluate(left, revealed), _evaluate(right, revealed), on)
     raise QueryError(
         f"{type(relation).__name__} below the secure sums runs at the parties, not at the receiver: "
         "finalise evaluates only what the plan places at the receiver"
     )
+
+
+def _join(left: list[Row], right: list[Row], on: tuple[tuple[str, str], ...]) -> list[Row]:
+    """Each left row with every right row whose keys equal its own (all of them for a cross join)."""
+    by_key: dict[tuple[object, ...], list[Row]] = {}
+    for row in right:
+        by_key.setdefault(tuple(row[b] for _, b in on), []).append(row)
+    joined: list[Row] = []
+    for row in left:
+        key = tuple(row[a] for a, _ in on)
+        if None not in key:  # as in SQL, NULL matches nothing
+            joined += [
+                {**row, **{c: v for c, v in match.items() if c not in row}} for match in by_key.get(key, [])
+            ]
+    return joined
 
 
 def _aggregate(rows: list[Row], group_by: tuple[str, ...], specs: tuple[AggregateSpec, ...]) -> list[Row]:
@@ -613,7 +673,13 @@ def _aggregate_value(spec: AggregateSpec, rows: list[Row]) -> object:
     """One aggregate over revealed rows, skipping NULLs as SQL does; None where undefined."""
     if spec.column is None:
         return len(rows)
-    values = [row[spec.column] for row in rows if row[spec.column] is not None]
+    if any(row[c] is WITHHELD for row in rows for c in (spec.column, spec.other) if c is not None):
+        return WITHHELD  # skipping it as NULL would give a wrong total, not an unknown one
+    values = [
+        row[spec.column]
+        for row in rows
+        if row[spec.column] is not None and (spec.other is None or row[spec.other] is not None)
+    ]
     if spec.func is AggFunc.COUNT:
         return len(values)
     if spec.func is AggFunc.COUNT_DISTINCT:
@@ -640,6 +706,8 @@ def _value(expr: Expr, row: Row) -> object:
             return value
         case BinaryOp(op, left, right):
             a, b = _value(left, row), _value(right, row)
+            if a is WITHHELD or b is WITHHELD:
+                return WITHHELD
             if a is None or b is None:
                 return None
             x, y = _num(a), _num(b)
@@ -648,10 +716,12 @@ def _value(expr: Expr, row: Row) -> object:
             return x + y if op == "+" else x - y if op == "-" else x * y
         case Sqrt(operand):
             inner = _value(operand, row)
+            if inner is WITHHELD:
+                return WITHHELD
             return None if inner is None or _num(inner) < 0 else math.sqrt(_num(inner))
         case Compare(op, left, right):
             a, b = _value(left, row), _value(right, row)
-            if a is None or b is None:
+            if a is None or b is None or a is WITHHELD or b is WITHHELD:
                 return None
             try:
                 return bool(_PY_COMPARE[op](a, b))
@@ -660,14 +730,14 @@ def _value(expr: Expr, row: Row) -> object:
                     f"cannot compare {a!r} with {b!r} (a binned key holds its bin's label)"
                 ) from None
         case BoolExpr(op, operands):
-            values = [_value(o, row) for o in operands]
+            values = [None if (v := _value(o, row)) is WITHHELD else v for o in operands]
             decisive = op is BoolOp.OR  # OR is true if one is true; AND false if one is false
             if decisive in values:
                 return decisive
             return None if None in values else not decisive
         case Not(operand):
             inner = _value(operand, row)
-            return None if inner is None else not inner
+            return None if inner is None or inner is WITHHELD else not inner
 
 
 _PY_COMPARE: Mapping[CompareOp, Callable[[Any, Any], object]] = {

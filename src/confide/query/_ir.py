@@ -47,6 +47,7 @@ __all__ = [
     "Scan",
     "Sqrt",
     "children",
+    "expr_text",
     "walk",
 ]
 
@@ -213,8 +214,10 @@ class Compute:
 class AggregateSpec:
     """One aggregate: ``out = func(column)``.
 
-    ``column`` is None for ``COUNT(*)``; ``other`` is the second column of a two-column
-    aggregate (CORR, SUM_PRODUCTS).
+    ``column`` is None for ``COUNT(*)``. ``other`` is the second column of a two-column
+    aggregate (CORR, SUM_PRODUCTS); given to COUNT, SUM or SUM_SQUARES it restricts them to
+    the rows where ``other`` is not NULL either, as SQL's ``REGR_COUNT`` and ``REGR_SXX`` are
+    (what CORR is rewritten into: every sum over the same complete pairs).
     """
 
     func: AggFunc
@@ -234,7 +237,7 @@ class Aggregate:
 
 @dataclass(frozen=True)
 class Join:
-    """Equi-join on pairs of columns (left column, right column)."""
+    """Equi-join on pairs of columns (left column, right column); no pairs: a cross join."""
 
     left: Relation
     right: Relation
@@ -273,3 +276,22 @@ def walk(relation: Relation) -> list[Relation]:
         found.extend(walk(child))
     found.append(relation)
     return found
+
+
+def expr_text(expr: Expr) -> str:
+    """An expression as SQL-like text, parenthesised as the tree is (``(a / b)``)."""
+    match expr:
+        case ColumnRef(name):
+            return name
+        case Literal(value):
+            return "null" if value is None else repr(value)
+        case BinaryOp(op, left, right):
+            return f"({expr_text(left)} {op} {expr_text(right)})"
+        case Compare(op, left, right):
+            return f"{expr_text(left)} {op.value} {expr_text(right)}"
+        case BoolExpr(op, operands):
+            return "(" + f" {op.value} ".join(expr_text(o) for o in operands) + ")"
+        case Not(operand):
+            return f"not {expr_text(operand)}"
+        case Sqrt(operand):
+            return f"sqrt({expr_text(operand)})"

@@ -11,6 +11,8 @@ SQL                                       IR
 ========================================  ==========================================================
 ``FROM t`` (t held by p1, p2)             ``Concat((Scan(t, p1), Scan(t, p2)))``; one party: ``Scan``
 ``a JOIN b ON a.x = b.y AND ...``         ``Join(a, b, on=(("x", "y"), ...))``; ``USING (x)``: ``("x", "x")``
+``a CROSS JOIN b`` / ``FROM a, b``        ``Join(a, b, on=())``
+``WITH s AS (SELECT ...) ... FROM s``     the ``WITH`` query's relation wherever ``s`` is read
 ``WHERE p``                               ``Filter(input, p)``
 ``x IN (a, b)`` / ``x BETWEEN a AND b``   ``x = a OR x = b`` / ``x >= a AND x <= b``
 ``GROUP BY g`` and/or aggregates          ``Aggregate(input, (g, ...), specs)``
@@ -22,6 +24,10 @@ the select list                           ``Project`` to its names and order, wh
 ``SELECT *`` / columns, no aggregates     ``Project`` (row-level output: a later pass refuses it)
 the statement                             ``Collect(relation, to)``
 ========================================  ==========================================================
+
+A ``WITH`` query reads the tables and the ``WITH`` queries before it; that is how a query
+aggregates over aggregates (a total over companies, HHI) or joins two aggregates (women's
+and men's average pay by job): the compiler places such operators at the receiver.
 
 Names: unquoted identifiers are folded to lower case, as PostgreSQL does; quoted ones
 (``"Salary"``) are kept as written; then tables and columns are matched exactly against the
@@ -84,7 +90,7 @@ _REFUSED_CLAUSES: Mapping[str, str] = MappingProxyType(
         "limit": "LIMIT is not supported: a query returns every group of its GROUP BY domains",
         "offset": "OFFSET is not supported: a query returns every group of its GROUP BY domains",
         "distinct": "SELECT DISTINCT is not supported: it lists row values; GROUP BY declared domains",
-        "with_": "WITH (common table expressions) is not supported: write one SELECT over the tables",
+        "with_": "WITH inside a WITH query is not supported: list every WITH query at the top",
     }
 )
 _ARITHMETIC: Mapping[type[exp.Expr], str] = MappingProxyType(
@@ -155,21 +161,39 @@ def parse_sql(text: str, schema: FederationSchema, *, to: str = "researcher") ->
     """
     if not to:
         raise QueryError("parse_sql: to must name the party that receives the result")
-    select = _statement(text)
-    relation, scope = _from(select, schema)
+    statement, with_queries = _statement(text)
+    views: dict[str, _View] = {}
+    for name, select in with_queries:
+        if name in schema.tables:
+            raise QueryError(f"WITH {name}: the federation has a table of that name; rename the WITH query")
+        views[name] = _select(select, schema, views)
+    return Collect(_select(statement, schema, views).relation, to)
+
+
+@dataclass(frozen=True)
+class _View:
+    """A ``WITH`` query: its relation and its output columns, read by later queries as a table."""
+
+    relation: Relation
+    columns: tuple[str, ...]
+
+
+def _select(select: exp.Select, schema: FederationSchema, views: Mapping[str, _View]) -> _View:
+    relation, scope = _from(select, schema, views)
     where = select.args.get("where")
     if where is not None:
         relation = Filter(relation, _expr(where.this, _Context(scope, "WHERE")))
     items = _items(select)
     if select.args.get("group") or select.args.get("having") or any(map(_has_aggregate, items)):
-        return Collect(_aggregate_query(select, items, relation, scope), to)
-    return Collect(_row_query(items, relation, scope), to)
+        return _aggregate_query(select, items, relation, scope)
+    return _row_query(items, relation, scope)
 
 
 # -- the statement ----------------------------------------------------------------------
 
 
-def _statement(text: str) -> exp.Select:
+def _statement(text: str) -> tuple[exp.Select, list[tuple[str, exp.Select]]]:
+    """The one SELECT statement, and its ``WITH`` queries by name, checked for what is supported."""
     try:
         statements = [s for s in sqlglot.parse(text, read="postgres") if s is not None]
     except ParseError as error:
@@ -186,23 +210,52 @@ def _statement(text: str) -> exp.Select:
         elif isinstance(statement, exp.Command):
             kind = str(statement.this).upper()
         raise QueryError(f"{kind} is not supported: a federated query is exactly one SELECT statement")
-    unsupported = sorted(_used(statement) - _CLAUSES)
-    if unsupported:
-        key = unsupported[0]
-        default = f"{key.rstrip('_').upper()} is not supported in a federated query"
-        raise QueryError(_REFUSED_CLAUSES.get(key, default))
+    _clauses(statement, _CLAUSES | {"with_"})
+    with_queries = _with_queries(statement)
+    selects = [statement, *(select for _, select in with_queries)]
     for node in statement.walk():
-        if isinstance(node, exp.Query) and node is not statement:
+        if isinstance(node, exp.Query) and not any(node is select for select in selects):
             raise QueryError(
                 f"subqueries are not supported{_at(node)}: {_sql(node)}; "
-                "a federated query is one SELECT over the federation's tables"
+                "give it a name in WITH, then read it by that name as a table"
             )
         if isinstance(node, exp.Window):
             raise QueryError(
                 f"window functions are not supported{_at(node)}: {_sql(node)}; "
                 "aggregates are computed once per GROUP BY group"
             )
-    return statement
+    return statement, with_queries
+
+
+def _clauses(select: exp.Select, allowed: frozenset[str]) -> None:
+    unsupported = sorted(_used(select) - allowed)
+    if unsupported:
+        key = unsupported[0]
+        default = f"{key.rstrip('_').upper()} is not supported in a federated query"
+        raise QueryError(_REFUSED_CLAUSES.get(key, default))
+
+
+def _with_queries(statement: exp.Select) -> list[tuple[str, exp.Select]]:
+    """The statement's ``WITH`` queries, in order; each may read the tables and the ones before it."""
+    with_queries = statement.args.get("with_")
+    if with_queries is None:
+        return []
+    if _used(with_queries) - {"expressions"}:
+        raise QueryError("WITH RECURSIVE is not supported: each WITH query reads the ones before it")
+    found: list[tuple[str, exp.Select]] = []
+    for cte in with_queries.expressions:
+        alias = cte.args.get("alias")
+        name = _name(alias.this)
+        where = f"WITH {name}{_at(cte)}"
+        if alias.args.get("columns") or _used(cte) - {"this", "alias"}:
+            raise QueryError(f"{where}: column lists and MATERIALIZED are not supported; alias the columns")
+        if not isinstance(cte.this, exp.Select):
+            raise QueryError(f"{where}: a WITH query is one SELECT, not {cte.this.key.upper()}")
+        if name in (n for n, _ in found):
+            raise QueryError(f"{where}: a WITH query of that name exists already; rename one")
+        _clauses(cte.this, _CLAUSES)
+        found.append((name, cte.this))
+    return found
 
 
 def _syntax_error(error: ParseError) -> str:
@@ -272,18 +325,20 @@ class _Scope:
         return tuple(out)
 
 
-def _from(select: exp.Select, schema: FederationSchema) -> tuple[Relation, _Scope]:
+def _from(
+    select: exp.Select, schema: FederationSchema, views: Mapping[str, _View]
+) -> tuple[Relation, _Scope]:
     source = select.args.get("from_")
     if source is None:
         raise QueryError("SELECT without FROM is not supported: name a table of the federation")
-    relation, table = _table(source.this, schema)
+    relation, table = _table(source.this, schema, views)
     scope = _Scope((table,))
     for join in select.args.get("joins") or ():
-        relation, scope = _join(relation, scope, join, schema)
+        relation, scope = _join(relation, scope, join, schema, views)
     return relation, scope
 
 
-def _table(node: exp.Expr, schema: FederationSchema) -> tuple[Relation, _Table]:
+def _table(node: exp.Expr, schema: FederationSchema, views: Mapping[str, _View]) -> tuple[Relation, _Table]:
     if not isinstance(node, exp.Table) or not isinstance(node.this, exp.Identifier):
         raise QueryError(
             f"FROM {_sql(node)}{_at(node)}: only the federation's tables may be read "
@@ -294,26 +349,32 @@ def _table(node: exp.Expr, schema: FederationSchema) -> tuple[Relation, _Table]:
     if _used(node) - {"this", "alias"}:
         raise QueryError(f"table {_sql(node)}{_at(node)}: table options are not supported")
     name = _name(node.this)
-    declared = schema.table(name)
     alias = node.args.get("alias")
     if alias is not None and alias.args.get("columns"):
         raise QueryError(f"table {_sql(node)}{_at(node)}: column aliases in FROM are not supported")
+    label = name if alias is None else _name(alias.this)
+    view = views.get(name)
+    if view is not None:
+        return view.relation, _Table(label, name, view.columns)
+    if name not in schema.tables and views:
+        known = ", ".join([*sorted(schema.tables), *views])
+        raise QueryError(f"unknown table {name!r}{_at(node)}; the federation and WITH declare: {known}")
+    declared = schema.table(name)
     scans = tuple(Scan(name, party) for party in declared.parties)
     relation: Relation = scans[0] if len(scans) == 1 else Concat(scans)
-    label = name if alias is None else _name(alias.this)
     return relation, _Table(label, name, tuple(declared.columns))
 
 
 def _join(
-    relation: Relation, scope: _Scope, join: exp.Join, schema: FederationSchema
+    relation: Relation, scope: _Scope, join: exp.Join, schema: FederationSchema, views: Mapping[str, _View]
 ) -> tuple[Relation, _Scope]:
     kind = [str(join.args.get(k) or "").upper() for k in ("method", "side", "kind") if join.args.get(k)]
-    if kind not in ([], ["INNER"]) or _used(join) - {"this", "on", "using", "kind"}:
+    if kind not in ([], ["INNER"], ["CROSS"]) or _used(join) - {"this", "on", "using", "kind"}:
         raise QueryError(
             f"{' '.join(kind) or 'this kind of'} JOIN{_at(join)} is not supported: only inner equi-joins "
-            "(JOIN b ON a.x = b.y)"
+            "(JOIN b ON a.x = b.y) and cross joins (CROSS JOIN b, FROM a, b)"
         )
-    right, table = _table(join.this, schema)
+    right, table = _table(join.this, schema, views)
     if any(t.name == table.name for t in scope.tables):
         raise QueryError(f"table name {table.name!r} appears twice in FROM; give each an alias")
     joined = _Scope((*scope.tables, table), scope.merged)
@@ -324,10 +385,7 @@ def _join(
     elif on is not None:
         pairs = tuple(_on(condition, joined, table) for condition in _operands(on, exp.And))
     else:
-        raise QueryError(
-            f"a join without ON (FROM a, b or CROSS JOIN {table.describe()}) is not supported: "
-            "write JOIN b ON a.x = b.y (inner equi-joins only)"
-        )
+        pairs = ()  # a cross join: FROM a, b or CROSS JOIN b
     clash = (set(scope.columns()) & set(table.columns)) - {a for a, b in pairs if a == b}
     if clash:
         raise QueryError(
@@ -571,7 +629,7 @@ def _is_star(node: exp.Expr) -> bool:
     return isinstance(node, exp.Star) or (isinstance(node, exp.Column) and isinstance(node.this, exp.Star))
 
 
-def _aggregate_query(select: exp.Select, items: list[_Item], source: Relation, scope: _Scope) -> Relation:
+def _aggregate_query(select: exp.Select, items: list[_Item], source: Relation, scope: _Scope) -> _View:
     group_by = _group_by(select, items, scope)
     aggregates = _Aggregates(scope, group_by)
     ctx = _Context(scope, "SELECT", aggregates)
@@ -603,7 +661,7 @@ def _aggregate_query(select: exp.Select, items: list[_Item], source: Relation, s
         relation = Filter(relation, predicate)
     for name, expr in computes:
         relation = Compute(relation, name, expr)
-    return _project(relation, (*group_by, *made), names)
+    return _View(_project(relation, (*group_by, *made), names), tuple(names))
 
 
 def _group_by(select: exp.Select, items: list[_Item], scope: _Scope) -> tuple[str, ...]:
@@ -628,7 +686,7 @@ def _group_by(select: exp.Select, items: list[_Item], scope: _Scope) -> tuple[st
     return tuple(names)
 
 
-def _row_query(items: list[_Item], source: Relation, scope: _Scope) -> Relation:
+def _row_query(items: list[_Item], source: Relation, scope: _Scope) -> _View:
     ctx = _Context(scope, "SELECT")
     names: list[str] = []
     relation = source
@@ -648,7 +706,7 @@ def _row_query(items: list[_Item], source: Relation, scope: _Scope) -> Relation:
             relation = Compute(relation, name, _expr(item.node, ctx))
             names.append(name)
     _unique(names)
-    return Project(relation, tuple(names))
+    return _View(Project(relation, tuple(names)), tuple(names))
 
 
 def _project(relation: Relation, columns: tuple[str, ...], names: list[str]) -> Relation:

@@ -6,12 +6,14 @@ Every operator gets one of three placements:
 - *secure sum over P1..Pn*: an aggregate of sums and counts over several parties' rows,
   each party computing its dense partial vector locally and the hub adding them blind;
 - *at the receiver*: in the clear at the query's receiver, over aggregates it is allowed
-  to see (means from sums and counts, ratios, shares).
+  to see (means from sums and counts, ratios, shares, joins of groups with one another or
+  with a total).
 
 What needs general MPC is refused, naming the operator, why, and what is supported:
 joins across parties, exact medians / minima / maxima / distinct counts over several
 parties, row-level output, GROUP BY keys or sums without declared domains or bounds, and
-computations over aggregates the query does not reveal (HHI without per-company totals).
+computations over aggregates the query does not reveal (HHI without per-company totals;
+see :mod:`.reveal`).
 """
 
 from __future__ import annotations
@@ -24,25 +26,20 @@ from confide.query._columns import output_columns, parties_of
 from confide.query._ir import (
     AggFunc,
     Aggregate,
-    BinaryOp,
-    BoolExpr,
+    AggregateSpec,
     Collect,
-    ColumnRef,
-    Compare,
     Compute,
     Concat,
-    Expr,
     Filter,
     Join,
-    Literal,
-    Not,
     Project,
     Relation,
     Scan,
-    Sqrt,
     children,
+    expr_text,
 )
 from confide.query._schema import FederationSchema
+from confide.query.passes.reveal import check_reveal
 
 __all__ = ["Placement", "Plan", "Step", "place"]
 
@@ -84,11 +81,21 @@ class Plan:
         """The plan as text, one operator per line, the root first, inputs indented below it."""
         by_node = {id(s.relation): s for s in self.steps}
         lines: list[str] = []
+        shown: set[Relation] = set()
 
         def show(relation: Relation, depth: int) -> None:
             step = by_node[id(relation)]
-            lines.append(f"{'  ' * depth}{_describe(relation)}  [{_where(step)}]")
-            for child in children(relation):
+            # A WITH query read twice: its operators above the parties' rows, shown once.
+            again = (
+                step.placement is not Placement.LOCAL
+                and not isinstance(relation, Concat)
+                and relation in shown
+            )
+            lines.append(
+                f"{'  ' * depth}{_describe(relation)}  [{_where(step)}{', as above' if again else ''}]"
+            )
+            shown.add(relation)
+            for child in () if again else children(relation):
                 show(child, depth + 1)
 
         show(self.root, 0)
@@ -100,12 +107,12 @@ def place(relation: Relation, schema: FederationSchema) -> Plan:
     if not isinstance(relation, Collect):
         raise QueryError("a query must end in collect (the receiver of its result)")
     steps: list[Step] = []
-    _place(relation, schema, steps, 0, relation.reveal)
+    _place(relation, schema, steps, 0)
     return Plan(relation, tuple(steps))
 
 
 def _place(
-    relation: Relation, schema: FederationSchema, steps: list[Step], depth: int, reveal: tuple[str, ...]
+    relation: Relation, schema: FederationSchema, steps: list[Step], depth: int
 ) -> tuple[Placement, bool]:
     """Place ``relation``'s subtree; return its placement and whether it is aggregated."""
     parties = tuple(sorted(parties_of(relation)))
@@ -116,28 +123,30 @@ def _place(
             placement = Placement.LOCAL
         case Concat(inputs):
             for r in inputs:
-                _place(r, schema, steps, depth + 1, reveal)
+                _place(r, schema, steps, depth + 1)
             placement = Placement.SECURE_SUM  # combined only by the aggregate above it
         case Join(left, right, on):
-            _place(left, schema, steps, depth + 1, reveal)
-            _place(right, schema, steps, depth + 1, reveal)
-            if len(parties) > 1:
-                pairs = ", ".join(f"{a} = {b}" for a, b in on)
+            sides = [_place(r, schema, steps, depth + 1) for r in (left, right)]
+            if all(agg and where is not Placement.LOCAL for where, agg in sides):
+                placement, aggregated = Placement.RECEIVER, True  # groups the receiver holds, matched
+            elif len(parties) > 1:
+                pairs = f"join on ({', '.join(f'{a} = {b}' for a, b in on)})" if on else "cross join"
                 raise QueryError(
-                    f"join on ({pairs}) across parties {', '.join(parties)} needs private set intersection "
-                    "or general MPC, which confide does not run; supported: joins of one party's own tables, "
-                    "before aggregation"
+                    f"{pairs} across parties {', '.join(parties)} needs private set intersection or "
+                    "general MPC, which confide does not run; supported: joins of one party's own tables "
+                    "before aggregation, and joins of aggregates over all parties (at the receiver)"
                 )
-            placement = Placement.LOCAL
+            else:
+                placement = Placement.LOCAL
         case Aggregate():
-            placement, aggregated = _place_aggregate(relation, schema, steps, depth, reveal), True
+            placement, aggregated = _place_aggregate(relation, schema, steps, depth), True
         case Filter() | Project() | Compute():
-            inner, aggregated = _place(relation.input, schema, steps, depth + 1, reveal)
+            inner, aggregated = _place(relation.input, schema, steps, depth + 1)
             if isinstance(relation.input, Concat):
                 raise QueryError(f"{_describe(relation)} over rows of several parties: push-down did not run")
             placement = Placement.LOCAL if inner is Placement.LOCAL else Placement.RECEIVER
         case Collect():
-            inner, aggregated = _place(relation.input, schema, steps, depth + 1, reveal)
+            inner, aggregated = _place(relation.input, schema, steps, depth + 1)
             if not aggregated:
                 where = ", ".join(parties)
                 raise QueryError(
@@ -145,16 +154,16 @@ def _place(
                     "may leave a hospital: aggregate with GROUP BY over declared domains "
                     "(count, sum, mean, var, std, corr)"
                 )
-            _check_reveal(relation, schema)
+            check_reveal(relation, tuple(output_columns(relation.input, schema)))
             placement = Placement.RECEIVER
     steps.append(Step(relation, placement, parties, depth))
     return placement, aggregated
 
 
 def _place_aggregate(
-    relation: Aggregate, schema: FederationSchema, steps: list[Step], depth: int, reveal: tuple[str, ...]
+    relation: Aggregate, schema: FederationSchema, steps: list[Step], depth: int
 ) -> Placement:
-    inner, _ = _place(relation.input, schema, steps, depth + 1, reveal)
+    inner, _ = _place(relation.input, schema, steps, depth + 1)
     if inner is Placement.LOCAL:
         return Placement.LOCAL  # one party's own aggregate, computed where its rows are
     if inner is Placement.RECEIVER or not isinstance(relation.input, Concat):
@@ -171,7 +180,8 @@ def _place_aggregate(
                 "of local parts), which confide does not run; supported: count, sum, mean, var, std, "
                 f"corr ({hint})"
             )
-        for column in (spec.column, spec.other):
+        summed = (spec.column, spec.other) if spec.func is AggFunc.SUM_PRODUCTS else (spec.column,)
+        for column in summed:
             if spec.func in _NEED_BOUNDS and column is not None and columns[column].bounds is None:
                 raise QueryError(
                     f"{spec.func.value}({column}) over {parties} is a secure sum, which needs declared "
@@ -185,59 +195,6 @@ def _place_aggregate(
                 "declare its domain"
             )
     return Placement.SECURE_SUM
-
-
-def _check_reveal(collect: Collect, schema: FederationSchema) -> None:
-    """With an explicit ``reveal`` list, no aggregate outside it may reach the receiver."""
-    if not collect.reveal:
-        return
-    allowed = set(collect.reveal)
-    for relation in _aggregates_over_parties(collect.input):
-        for name in (s.out for s in relation.aggregates if not s.out.startswith("__")):
-            if name not in allowed:
-                raise QueryError(
-                    f"the query reveals only {sorted(allowed)}, but computing them needs the secret "
-                    f"aggregate {name!r} in the clear at the receiver; products or ratios of secret "
-                    "aggregates without revealing their factors need general MPC, which confide does not "
-                    f"run: reveal {name!r} or drop what depends on it"
-                )
-
-
-def _aggregates_over_parties(relation: Relation) -> list[Aggregate]:
-    found: list[Aggregate] = []
-    match relation:
-        case Aggregate(source, _, _) if isinstance(source, Concat):
-            found.append(relation)
-        case Scan():
-            return found
-        case Concat(inputs):
-            for r in inputs:
-                found += _aggregates_over_parties(r)
-            return found
-        case Join(left, right, _):
-            return _aggregates_over_parties(left) + _aggregates_over_parties(right)
-    if not isinstance(relation, Scan | Concat | Join):
-        found += _aggregates_over_parties(relation.input)
-    return found
-
-
-def expr_text(expr: Expr) -> str:
-    """An expression as SQL-like text."""
-    match expr:
-        case ColumnRef(name):
-            return name
-        case Literal(value):
-            return "null" if value is None else repr(value)
-        case BinaryOp(op, left, right):
-            return f"({expr_text(left)} {op} {expr_text(right)})"
-        case Compare(op, left, right):
-            return f"{expr_text(left)} {op.value} {expr_text(right)}"
-        case BoolExpr(op, operands):
-            return "(" + f" {op.value} ".join(expr_text(o) for o in operands) + ")"
-        case Not(operand):
-            return f"not {expr_text(operand)}"
-        case Sqrt(operand):
-            return f"sqrt({expr_text(operand)})"
 
 
 def _where(step: Step) -> str:
@@ -261,10 +218,14 @@ def _describe(relation: Relation) -> str:
         case Compute(_, name, expr):
             return f"compute {name} = {expr_text(expr)}"
         case Aggregate(_, group_by, aggregates):
-            funcs = ", ".join(f"{s.out} = {s.func.value}({s.column or '*'})" for s in aggregates)
+            funcs = ", ".join(f"{s.out} = {s.func.value}({_arguments(s)})" for s in aggregates)
             by = f" by {', '.join(group_by)}" if group_by else ""
             return f"aggregate {funcs}{by}"
         case Join(_, _, on):
-            return f"join on {', '.join(f'{a} = {b}' for a, b in on)}"
+            return f"join on {', '.join(f'{a} = {b}' for a, b in on)}" if on else "cross join"
         case Collect(_, to, _):
             return f"collect to {to}"
+
+
+def _arguments(spec: AggregateSpec) -> str:
+    return ", ".join(c for c in (spec.column or "*", spec.other) if c is not None)

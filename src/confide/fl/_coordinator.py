@@ -1,0 +1,371 @@
+"""The FedAvg coordinator on the researcher's side: one ``fl.train`` task per round.
+
+Every round the coordinator seals the global model to each node (the task's parameters),
+the nodes train with DP-SGD and add ``n * (new - global)`` by secure aggregation, and the
+coordinator moves the global model by the weighted mean update. After every round the
+model and the history are written to the checkpoint folder (model first, under the
+round's own name, then the job file naming it, each by atomic rename), so a coordinator
+that stops at any point resumes from the last finished round with the same job id.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import math
+import os
+import secrets
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from confide._errors import ConfigError, TaskError
+from confide.algorithms.federated_learning import (
+    EVALUATE,
+    EXTRA,
+    EvaluateParams,
+    RoundReport,
+    TrainParams,
+    encoding_for,
+)
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from confide.client import Client, SecureSum
+    from confide.learning import Dataset
+
+__all__ = ["Evaluation", "RoundResult", "TrainingPlan", "TrainingResult", "evaluate_federated", "train"]
+
+_JOB_FILE = "job.json"
+_POLL_S = 5.0  # how often a round's wait looks whether every node has failed
+
+
+class TrainingPlan(BaseModel):
+    """What the researcher asks for: model, data set, rounds, privacy and local training.
+
+    ``epsilon`` is the target over the whole job (every round) at ``delta``; each node
+    works out its own noise for it. ``math.inf`` trains without differential privacy,
+    which a node allows only where its policy says so.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, protected_namespaces=())
+
+    dataset: str = Field(min_length=1, max_length=64)
+    model: str = "image.cnn28"
+    model_config_: dict[str, Any] = Field(default_factory=dict, alias="model_config")
+    rounds: int = Field(default=10, ge=1, le=100_000)
+    epsilon: float = Field(default=math.inf, gt=0)
+    delta: float = Field(default=1e-5, gt=0, lt=1)
+    clip_norm: float = Field(default=1.0, gt=0)
+    batch_size: int = Field(default=256, ge=1)
+    learning_rate: float = Field(default=0.5, gt=0)
+    momentum: float = Field(default=0.0, ge=0, lt=1)
+    local_epochs: float = Field(default=1.0, gt=0)
+    local_steps: int | None = Field(default=None, ge=1)
+    max_update: float = Field(default=10.0, gt=0)
+    server_learning_rate: float = Field(default=1.0, gt=0)
+    max_samples: int = Field(default=1_000_000, ge=1)
+    seed: int = Field(default=0, description="seeds the initial model (public), never the nodes' noise")
+    timeout_s: float = Field(default=900.0, gt=0)
+
+    def round_params(self, job_id: str, round: int, weights: str) -> TrainParams:
+        """The sealed parameters of round ``round``."""
+        fields = self.model_dump(by_alias=True, exclude={"server_learning_rate", "seed"})
+        fields["epsilon"] = None if math.isinf(self.epsilon) else self.epsilon  # JSON has no infinity
+        return TrainParams.model_validate({**fields, "job_id": job_id, "round": round, "weights": weights})
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """Accuracy and mean cross-entropy on some samples."""
+
+    accuracy: float
+    loss: float
+    samples: int
+
+
+@dataclass(frozen=True)
+class RoundResult:
+    """One finished round.
+
+    ``evaluation`` is the *incoming* global model's, on the nodes' held-out parts (summed
+    securely before they trained); ``train_loss`` the mean loss of the local steps.
+    """
+
+    round: int
+    train_loss: float
+    evaluation: Evaluation | None
+    participants: tuple[str, ...]
+    samples: int
+    seconds: float
+    epsilon: dict[str, float]
+
+
+@dataclass
+class TrainingResult:
+    """The trained model and how it got there."""
+
+    job_id: str
+    plan: TrainingPlan
+    weights: bytes
+    rounds: list[RoundResult] = field(default_factory=list)
+    epsilon: dict[str, float] = field(default_factory=dict)
+    noise_multiplier: dict[str, float | None] = field(default_factory=dict)
+    federated: Evaluation | None = None
+    researcher: Evaluation | None = None
+
+    def model(self) -> nn.Module:
+        """The trained model, built from the registry with the final weights."""
+        from confide.learning import build_model, from_safetensors
+
+        module = build_model(self.plan.model, self.plan.model_config_)
+        module.load_state_dict(from_safetensors(self.weights, like=module))
+        return module
+
+
+def train(
+    client: Client,
+    collaboration: str,
+    plan: TrainingPlan,
+    *,
+    nodes: Sequence[str] | None = None,
+    checkpoint: Path | None = None,
+    test_set: Dataset | None = None,
+    progress: Callable[[RoundResult, TrainingPlan], None] | None = None,
+) -> TrainingResult:
+    """Run FedAvg over the collaboration's nodes; resume from ``checkpoint`` if it holds this plan.
+
+    Parameters
+    ----------
+    client, collaboration
+        The researcher's connection and the study.
+    plan
+        Model, data set, rounds, privacy and local training.
+    nodes
+        The nodes to train on; default all of the collaboration's.
+    checkpoint
+        A folder for the model and history after every round; a job found there with the
+        same plan is resumed, one with another plan is refused.
+    test_set
+        Samples the researcher holds; the final model is evaluated on them too.
+    progress
+        Called after every round.
+
+    Raises
+    ------
+    TaskError
+        A round failed: the message has each node's reason (e.g. its budget is spent).
+    ConfigError
+        The checkpoint folder holds another job, or cannot be written.
+    """
+    from confide.learning import flatten, from_safetensors, to_safetensors, unflatten
+
+    targets = sorted(nodes if nodes is not None else client.nodes(collaboration))
+    model = _initial_model(plan)
+    state = _load(checkpoint, plan) if checkpoint is not None else None
+    if state is None:
+        state = _State(job_id=f"fl-{secrets.token_hex(6)}", plan=plan.model_dump(by_alias=True))
+    else:
+        saved = (checkpoint / state.weights_file).read_bytes() if checkpoint and state.weights_file else b""
+        if saved:
+            model.load_state_dict(from_safetensors(saved, like=model))
+    result = TrainingResult(state.job_id, plan, to_safetensors(model.state_dict()))
+    result.rounds = [_round_from(r) for r in state.history]
+    result.epsilon = dict(state.epsilon)
+    result.noise_multiplier = dict(state.noise_multiplier)
+    encoding = encoding_for(plan.round_params(state.job_id, 0, "AA=="), len(targets))
+    for index in range(len(state.history), plan.rounds):
+        started = time.monotonic()
+        weights = base64.b64encode(to_safetensors(model.state_dict())).decode()
+        params = plan.round_params(state.job_id, index, weights)
+        task_id = client.submit(collaboration, "fl.train", params.model_dump(by_alias=True), targets)
+        summed = _await_sum(client, task_id, "update", targets, plan.timeout_s, index)
+        total = encoding.decode(summed.total)
+        reports = _reports(client, task_id, plan.timeout_s)
+        update, extra = total[:-EXTRA], total[-EXTRA:]
+        n, loss_sum, drawn, correct, evaluated, eval_loss = (float(v) for v in extra)
+        if n < 1:
+            raise TaskError(f"round {index}: the nodes summed no training samples")
+        moved = flatten(model.state_dict()).astype(np.float64) + plan.server_learning_rate * update / n
+        model.load_state_dict(unflatten(moved.astype(np.float32), like=model))
+        finished = RoundResult(
+            round=index,
+            train_loss=loss_sum / drawn if drawn else math.nan,
+            evaluation=Evaluation(correct / evaluated, eval_loss / evaluated, round(evaluated))
+            if evaluated >= 1
+            else None,
+            participants=tuple(sorted(summed.survivors)),
+            samples=round(n),
+            seconds=time.monotonic() - started,
+            epsilon={r.node: r.job_epsilon for r in reports if r.job_epsilon is not None},
+        )
+        result.rounds.append(finished)
+        result.epsilon.update(finished.epsilon)
+        result.noise_multiplier.update({r.node: r.noise_multiplier for r in reports})
+        result.weights = to_safetensors(model.state_dict())
+        if checkpoint is not None:
+            state.history.append(_round_json(finished))
+            state.epsilon, state.noise_multiplier = result.epsilon, result.noise_multiplier
+            _save(checkpoint, state, result.weights, index)
+        if progress is not None:
+            progress(finished, plan)
+    result.federated = evaluate_federated(client, collaboration, plan, result.weights, targets, state.job_id)
+    if test_set is not None:
+        from confide.learning import evaluate
+
+        sums = evaluate(model, test_set)
+        result.researcher = Evaluation(sums.accuracy, sums.mean_loss, sums.total)
+    return result
+
+
+def _initial_model(plan: TrainingPlan) -> nn.Module:
+    import torch
+
+    from confide.learning import build_model
+
+    with torch.random.fork_rng():
+        torch.manual_seed(plan.seed)
+        return build_model(plan.model, plan.model_config_)
+
+
+def evaluate_federated(
+    client: Client,
+    collaboration: str,
+    plan: TrainingPlan,
+    weights: bytes,
+    nodes: Sequence[str],
+    job_id: str,
+) -> Evaluation | None:
+    """Accuracy and loss of ``weights`` over every node's held-out part, summed securely."""
+    params = EvaluateParams.model_validate(
+        {
+            "job_id": job_id,
+            "dataset": plan.dataset,
+            "model": plan.model,
+            "model_config": plan.model_config_,
+            "weights": base64.b64encode(weights).decode(),
+            "max_samples": plan.max_samples,
+            "timeout_s": plan.timeout_s,
+        }
+    )
+    task_id = client.submit(collaboration, "fl.evaluate", params.model_dump(by_alias=True), list(nodes))
+    summed = _await_sum(client, task_id, "eval", nodes, plan.timeout_s, None)
+    correct, total, loss = (
+        float(v) for v in encoding_for(params, len(nodes)).decode(summed.total)[:EVALUATE]
+    )
+    client.results(task_id, wait_s=plan.timeout_s)
+    return Evaluation(correct / total, loss / total, round(total)) if total >= 1 else None
+
+
+def _await_sum(
+    client: Client, task_id: str, label: str, nodes: Sequence[str], timeout_s: float, round: int | None
+) -> SecureSum:
+    """The round's secure sum; fails as soon as every node has failed, rather than at the timeout."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            return client.secure_sum(
+                task_id, label, wait_s=min(_POLL_S, max(0.0, deadline - time.monotonic()))
+            )
+        except TaskError as exc:
+            pending = "has not finished" in str(exc)
+            failed = [r for r in client.results(task_id) if not r.ok]
+            if not pending or len(failed) == len(nodes) or time.monotonic() >= deadline:
+                raise TaskError(_why_failed(client, task_id, round, str(exc))) from None
+
+
+def _reports(client: Client, task_id: str, wait_s: float) -> list[RoundReport]:
+    reports = []
+    for result in client.results(task_id, wait_s=wait_s):
+        if result.ok and result.output is not None:
+            with contextlib.suppress(ValidationError):
+                reports.append(RoundReport.model_validate(result.output))
+    return reports
+
+
+def _why_failed(client: Client, task_id: str, round: int | None, error: str) -> str:
+    with contextlib.suppress(TaskError):
+        results = client.results(task_id, wait_s=5.0)
+        reasons = "; ".join(f"{r.node}: {r.error}" for r in results if not r.ok and r.error)
+        if reasons:
+            error = f"{error} (the nodes said: {reasons})"
+    return (f"round {round}: " if round is not None else "evaluation: ") + error
+
+
+# -- checkpoints -----------------------------------------------------------------------------
+
+
+@dataclass
+class _State:
+    job_id: str
+    plan: dict[str, Any]
+    history: list[dict[str, Any]] = field(default_factory=list)
+    epsilon: dict[str, float] = field(default_factory=dict)
+    noise_multiplier: dict[str, float | None] = field(default_factory=dict)
+    weights_file: str = ""
+
+
+def _load(folder: Path, plan: TrainingPlan) -> _State | None:
+    path = folder / _JOB_FILE
+    if not path.exists():
+        return None
+    try:
+        state = _State(**json.loads(path.read_text()))
+        saved = TrainingPlan.model_validate(state.plan)
+    except (OSError, ValueError, TypeError, ValidationError) as exc:
+        raise ConfigError(
+            f"{path} is not a confide training checkpoint ({exc}); use another folder"
+        ) from None
+    if saved != plan:
+        differ = [k for k, v in plan.model_dump(by_alias=True).items() if state.plan.get(k) != v]
+        raise ConfigError(
+            f"{folder} holds job {state.job_id}, trained with other settings ({', '.join(differ)} "
+            "differ); give another checkpoint folder, or the same settings to resume it"
+        )
+    return state
+
+
+def _save(folder: Path, state: _State, weights: bytes, round: int) -> None:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        name = f"model-round-{round:05d}.safetensors"
+        _write_atomically(folder / name, weights)
+        previous, state.weights_file = state.weights_file, name
+        _write_atomically(folder / _JOB_FILE, json.dumps(asdict(state), indent=1).encode())
+        if previous and previous != name:
+            (folder / previous).unlink(missing_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"cannot write the checkpoint in {folder}: {exc}") from None
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    temporary = path.with_name(path.name + ".tmp")
+    with open(temporary, "wb") as out:
+        out.write(data)
+        out.flush()
+        os.fsync(out.fileno())
+    os.replace(temporary, path)
+
+
+def _round_json(result: RoundResult) -> dict[str, Any]:
+    return asdict(result)
+
+
+def _round_from(data: Mapping[str, Any]) -> RoundResult:
+    evaluation = data.get("evaluation")
+    return RoundResult(
+        round=int(data["round"]),
+        train_loss=float(data["train_loss"]),
+        evaluation=Evaluation(**evaluation) if evaluation else None,
+        participants=tuple(data["participants"]),
+        samples=int(data["samples"]),
+        seconds=float(data["seconds"]),
+        epsilon={str(k): float(v) for k, v in data["epsilon"].items()},
+    )
