@@ -15,6 +15,8 @@ PINNED = {
         "Algorithm",
         "DataContext",
         "PeerContext",
+        "TrainingCost",
+        "TrainingSpend",
         "available",
         "get_algorithm",
     },

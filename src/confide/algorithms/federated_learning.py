@@ -66,7 +66,8 @@ class _ModelParams(BaseModel):
     dataset: str = Field(min_length=1, max_length=64, description="a training_data name in node.yaml")
     model: str = Field(min_length=1, max_length=128, description="an architecture of the model registry")
     model_config_: dict[str, object] = Field(default_factory=dict, alias="model_config")
-    weights: str = Field(min_length=1, max_length=400_000_000, description="safetensors, base64")
+    # Tasks travel in frames of at most 64 MiB: models up to about 40 MB of weights.
+    weights: str = Field(min_length=1, max_length=56_000_000, description="safetensors, base64")
     max_samples: int = Field(default=1_000_000, ge=1, le=10**8, description="bounds the fixed-point range")
     decimals: int = Field(default=6, ge=0, le=9)
     timeout_s: float = Field(default=600.0, gt=0, le=24 * 3600)

@@ -273,11 +273,17 @@ def query(
     from confide.query._sql import parse_sql
     from confide.query.passes import compile_plan
 
+    if run and to != "researcher":
+        raise ConfigError(
+            f"--to {to} with --run: a run's result goes to you, the researcher who submits it; --to only "
+            "changes the plan printed without --run"
+        )
     text = _read_query(sql)
     federation = load_schema(schema)
     plan = compile_plan(parse_sql(text, federation, to=to), federation)
     if explain if explain is not None else not run:
-        out.print(plan.explain(), markup=False, highlight=False, soft_wrap=True)
+        # With --json the plan goes to stderr, so that stdout stays one JSON document.
+        (err if as_json and run else out).print(plan.explain(), markup=False, highlight=False, soft_wrap=True)
     if not run:
         return
     if collaboration is None or kit is None:

@@ -71,7 +71,7 @@ def _training_data(dataset: str, clients: int, alpha: float | None, limit: int |
             "images": str(images),
             "labels": str(labels),
             "normalise": "fashion-mnist",
-            "test_fraction": 0.0,
+            "test_fraction": 0.1,
         }
     else:
         raise ConfigError(f"unknown data set {dataset!r}; the sweep knows {', '.join(DATASETS)}")

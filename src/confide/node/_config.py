@@ -222,7 +222,13 @@ class TrainingDataConfig(BaseModel):
     path: Path | None = Field(default=None, description="csv and parquet: the file")
     label: str | None = Field(default=None, description="csv and parquet: the label column")
     features: list[str] | None = Field(default=None, description="csv and parquet: default all but label")
-    classes: list[str] | None = Field(default=None, description="idx: class names; default 0..9")
+    classes: list[str] | None = Field(
+        default=None,
+        description=(
+            "class names in label order: idx default 0..9; required for csv and parquet, so that every "
+            "node numbers the classes alike whichever of them its own file holds"
+        ),
+    )
     normalise: str | tuple[float, float] = Field(
         default="none", description="mnist, fashion-mnist, none, or [mean, std]"
     )
@@ -246,6 +252,8 @@ class TrainingDataConfig(BaseModel):
     def _fields_of_format(self) -> TrainingDataConfig:
         needed = _TRAINING_FIELDS[self.format]
         missing = [f for f in needed if getattr(self, f) is None]
+        if self.format in (TrainingFormat.CSV, TrainingFormat.PARQUET) and not self.classes:
+            missing.append("classes (every label value, in the order all nodes share)")
         if missing:
             raise ValueError(f"format {self.format.value} needs {' and '.join(missing)}")
         extra = [

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import itertools
+import logging
 import struct
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
@@ -58,6 +59,8 @@ from confide.protocols.secagg._frames import Assembler, frames_of
 from confide.wire import HUB, Envelope, Flags, MessageKind, open_envelope, seal_envelope
 
 __all__ = ["UNMASKED_ALLOWED", "TaskPeers"]
+
+log = logging.getLogger("confide.node.peers")
 
 # Algorithms whose vectors are synthetic (no patient data), so an unmasked baseline round
 # reveals nothing; every other algorithm's rounds are masked, whatever it asks.
@@ -268,7 +271,7 @@ class TaskPeers:
     async def withdraw_from_sum(
         self, length: int, reason: str, *, label: str = "sum", bits: int = 64, threshold: int | None = None
     ) -> None:
-        """Tell the hub this node sits out round ``label`` (which it would have joined) and why."""
+        """Tell the hub this node sits out round ``label`` (which it would have joined); log why."""
         if self._researcher is None:
             raise ProtocolError("secure aggregation needs the researcher's key")
         config = SecAggConfig.create(
@@ -279,7 +282,12 @@ class TaskPeers:
             threshold=threshold,
             researcher=self._researcher.party_id,
         )
-        await self._to_hub(config, Withdraw(self.node_id, reason[:500]))
+        # The hub reads this message: the reason (which may name a value of the node's data)
+        # stays here and reaches the researcher only in the node's sealed result.
+        log.info("sitting out secure sum %s: %s", label, reason)
+        await self._to_hub(
+            config, Withdraw(self.node_id, "declined; the researcher's sealed result says why")
+        )
 
     @property
     def min_count(self) -> int:

@@ -76,11 +76,24 @@ def load_training_data(config: TrainingDataConfig) -> TrainingSplit:
     return TrainingSplit(train, test)
 
 
+def _in_shared_order(data: Dataset, config: TrainingDataConfig) -> Dataset:
+    """Number the labels by ``classes`` (shared by every node), not by what this file holds."""
+    shared = list(config.classes or ())
+    unknown = [c for c in data.classes if c not in shared]
+    if unknown:
+        raise ConfigError(
+            f"label column {config.label!r} has {len(unknown)} value(s) not among its declared classes; "
+            "add them to classes in node.yaml (the node's log does not show them either)"
+        )
+    index = np.asarray([shared.index(c) for c in data.classes], dtype=np.int64)
+    return Dataset(data.x, index[data.y], tuple(shared))
+
+
 def _read(config: TrainingDataConfig) -> Dataset:
     if config.format is TrainingFormat.MNIST_5K:
         return load_mnist_5k()
     if config.images is not None and config.labels is not None:
         return load_idx(config.images, config.labels, config.classes)
     if config.path is not None and config.label is not None:
-        return load_table(config.path, config.label, config.features)
+        return _in_shared_order(load_table(config.path, config.label, config.features), config)
     raise ConfigError(f"format {config.format.value} lacks its files")  # pragma: no cover - validated
