@@ -252,25 +252,87 @@ def local_sql(
     aliases = (f"__r{n}" for n in itertools.count())
     rows = _party_rows(aggregate, party, source, aliases)
     buckets = [_quoted(f"__bucket_{i}") for i in range(len(layout.keys))]
-    keyed = exp.select(
-        exp.Star(),
-        *(exp.alias_(_bucket(k), b.name, quoted=True) for k, b in zip(layout.keys, buckets, strict=True)),
-    ).from_(rows)
-    offending = [
-        exp.Min(this=exp.Case().when(_eq(b, _literal(_OUTSIDE)), exp.cast(_quoted(key.name), "text")))
-        for key, b in zip(layout.keys, buckets, strict=True)
-    ]
-    select = exp.select(
-        *buckets,
-        *(exp.alias_(_spec(spec), spec.out, quoted=True) for spec in layout.specs),
-        *(exp.alias_(o, f"__offending_{i}", quoted=True) for i, o in enumerate(offending)),
-    ).from_(_subquery(keyed, next(aliases)))
-    if buckets:
-        select = select.group_by(*buckets)
+    if any(not key.bins for key in layout.keys):
+        select = _grouped_by_value(layout, rows, buckets, aliases)
+    else:
+        keyed = exp.select(
+            exp.Star(),
+            *(exp.alias_(_bucket(k), b.name, quoted=True) for k, b in zip(layout.keys, buckets, strict=True)),
+        ).from_(rows)
+        offending = [
+            exp.Min(this=exp.Case().when(_eq(b, _literal(_OUTSIDE)), exp.cast(_quoted(key.name), "text")))
+            for key, b in zip(layout.keys, buckets, strict=True)
+        ]
+        select = exp.select(
+            *buckets,
+            *(exp.alias_(_spec(spec), spec.out, quoted=True) for spec in layout.specs),
+            *(exp.alias_(o, f"__offending_{i}", quoted=True) for i, o in enumerate(offending)),
+        ).from_(_subquery(keyed, next(aliases)))
+        if buckets:
+            select = select.group_by(*buckets)
     try:
         return select.sql(dialect=dialect)
     except SqlglotError as error:
         raise QueryError(f"cannot write the local query in {dialect}: {error}") from None
+
+
+def _grouped_by_value(
+    layout: DenseLayout, rows: exp.Expr, buckets: list[exp.Column], aliases: Iterator[str]
+) -> exp.Select:
+    """Group by the categorical keys' own values first, then map the few groups to buckets.
+
+    Mapping every row's value to its bucket (a CASE per row) costs more than the
+    aggregation itself; the database groups by the raw value far faster, and the CASE
+    then runs once per distinct value. A key with bins is still bucketed per row (its raw
+    values may be all distinct). Every spec of a secure sum adds up, so the second level
+    sums the first level's partial sums.
+    """
+    values = [_quoted(f"__value_{i}") for i in range(len(layout.keys))]
+    first_keys = [
+        exp.alias_(_bucket(k) if k.bins else _quoted(k.name), v.name, quoted=True)
+        for k, v in zip(layout.keys, values, strict=True)
+    ]
+    keyed = exp.select(exp.Star(), *first_keys).from_(rows)
+    offending_bins = [
+        exp.alias_(
+            exp.Min(this=exp.Case().when(_eq(v, _literal(_OUTSIDE)), exp.cast(_quoted(k.name), "text"))),
+            f"__binned_offending_{i}",
+            quoted=True,
+        )
+        for i, (k, v) in enumerate(zip(layout.keys, values, strict=True))
+        if k.bins
+    ]
+    partial = (
+        exp.select(
+            *values,
+            *(exp.alias_(_spec(spec), spec.out, quoted=True) for spec in layout.specs),
+            *offending_bins,
+        )
+        .from_(_subquery(keyed, next(aliases)))
+        .group_by(*values)
+    )
+    bucketed = exp.select(
+        exp.Star(),
+        *(
+            exp.alias_(v if k.bins else _bucket(k, v), b.name, quoted=True)
+            for k, v, b in zip(layout.keys, values, buckets, strict=True)
+        ),
+    ).from_(_subquery(partial, next(aliases)))
+    offending = [
+        exp.Min(this=_quoted(f"__binned_offending_{i}"))
+        if k.bins
+        else exp.Min(this=exp.Case().when(_eq(b, _literal(_OUTSIDE)), exp.cast(v, "text")))
+        for i, (k, v, b) in enumerate(zip(layout.keys, values, buckets, strict=True))
+    ]
+    return (
+        exp.select(
+            *buckets,
+            *(exp.alias_(exp.Sum(this=_quoted(spec.out)), spec.out, quoted=True) for spec in layout.specs),
+            *(exp.alias_(o, f"__offending_{i}", quoted=True) for i, o in enumerate(offending)),
+        )
+        .from_(_subquery(bucketed, next(aliases)))
+        .group_by(*buckets)
+    )
 
 
 def _party_rows(
@@ -314,9 +376,9 @@ def _rows(relation: Relation, source: Callable[[str], str], names: Iterator[str]
     return _subquery(select, next(names))
 
 
-def _bucket(key: GroupKey) -> exp.Expr:
-    """CASE mapping a key's value to its bucket: 0..k-1, then ``other`` or -1 (NULL included)."""
-    column = _quoted(key.name)
+def _bucket(key: GroupKey, column: exp.Expr | None = None) -> exp.Expr:
+    """CASE mapping a key's value (``column``, default its own) to 0..k-1, then ``other`` or -1."""
+    column = column if column is not None else _quoted(key.name)
     outside = _literal(key.size - 1 if key.other else _OUTSIDE)
     case = exp.Case()
     if key.bins:
