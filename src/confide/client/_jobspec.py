@@ -158,7 +158,7 @@ def _protocol(value: object, where: str) -> str:
     if text.lstrip().startswith(("import ", "from ")):
         raise ConfigError(
             f"{where} protocol.data decodes to Python; a job carries one SQL SELECT statement "
-            "(build DSL queries in Python with confide.query.dsl and the SDK instead)"
+            "(DSL queries compile and explain in Python with confide.query, but run only as SQL for now)"
         )
     return text
 
