@@ -174,7 +174,8 @@ def run_fashion(args: argparse.Namespace) -> None:
         "",
         "| data | clients | epsilon (delta 1e-5) | epsilon spent | test accuracy (10,000 images) | target |",
         "|---|---:|---:|---:|---:|---:|",
-        f"| Fashion-MNIST train ({'60,000' if args.limit is None else f'{args.limit:,}'}; the nodes hold 10 % out) "
+        f"| Fashion-MNIST train ({'60,000' if args.limit is None else f'{args.limit:,}'}; "
+        "the nodes hold 10 % out) "
         f"| {args.clients} "
         f"| {args.eps:g} | {row.spent:.3f} | {100 * accuracy:.2f} % | >= 86 % |",
     ]
