@@ -176,15 +176,7 @@ def _train_step(data: DataContext, params: TrainParams) -> TrainLocal:
     try:
         split = data.training_data(params.dataset)
     except ConfideError as exc:
-        return TrainLocal(
-            length=length,
-            n_train=0,
-            n_test=0,
-            noise_multiplier=None,
-            sample_rate=0,
-            steps=0,
-            problem=str(exc),
-        )
+        return _sitting_out(length, str(exc))
     n = len(split.train)
     steps = params.steps_for(n) if n else 1
     training = LocalTraining(
@@ -200,7 +192,7 @@ def _train_step(data: DataContext, params: TrainParams) -> TrainLocal:
         target = math.inf if params.epsilon is None else params.epsilon
         sigma = noise_multiplier_for(target, params.delta, rate, steps * params.rounds)
     except ValueError as exc:
-        raise AlgorithmError(f"no noise reaches epsilon {params.epsilon}: {exc}") from None
+        return _sitting_out(length, f"no noise reaches epsilon {params.epsilon} at this node: {exc}")
     plan = TrainLocal(
         length=length,
         n_train=n,
@@ -225,6 +217,13 @@ def _train_step(data: DataContext, params: TrainParams) -> TrainLocal:
     return plan.model_copy(update={"vector": encode_vector(vector)})
 
 
+def _sitting_out(length: int, problem: str) -> TrainLocal:
+    """The local answer of a node that cannot take part: the protocol withdraws it, saying why."""
+    return TrainLocal(
+        length=length, n_train=0, n_test=0, noise_multiplier=None, sample_rate=0, steps=0, problem=problem
+    )
+
+
 def _evaluate_step(data: DataContext, params: EvaluateParams) -> TrainLocal:
     from confide.learning import build_model, evaluate, from_safetensors
 
@@ -232,15 +231,7 @@ def _evaluate_step(data: DataContext, params: EvaluateParams) -> TrainLocal:
     try:
         split = data.training_data(params.dataset)
     except ConfideError as exc:
-        return TrainLocal(
-            length=EVALUATE,
-            n_train=0,
-            n_test=0,
-            noise_multiplier=None,
-            sample_rate=0,
-            steps=0,
-            problem=str(exc),
-        )
+        return _sitting_out(EVALUATE, str(exc))
     model.load_state_dict(from_safetensors(_weights(params.weights), like=model))
     sums = evaluate(model, split.test) if len(split.test) else None
     vector = np.zeros(EVALUATE) if sums is None else np.asarray([sums.correct, sums.total, sums.loss_sum])

@@ -1,0 +1,44 @@
+"""``fl.train``'s local step: the plan of a round, and a node that cannot take part saying why."""
+
+from __future__ import annotations
+
+import pytest
+
+pytest.importorskip("opacus")
+
+from confide.algorithms.federated_learning import FL_TRAIN
+from confide.node import LocalData
+from confide.node._config import TrainingDataConfig
+
+DIGITS = TrainingDataConfig.model_validate({"name": "digits", "format": "mnist-5k", "limit": 600})
+ROUND = {
+    "job_id": "j1",
+    "dataset": "digits",
+    "model": "image.cnn28",
+    "weights": "AA==",
+    "round": 0,
+    "rounds": 5,
+}
+
+
+def test_the_plan_gives_this_nodes_noise_for_the_whole_jobs_epsilon() -> None:
+    plan = FL_TRAIN.run(LocalData([], [DIGITS]), {**ROUND, "epsilon": 2.0, "batch_size": 60})
+
+    assert plan["problem"] is None
+    assert plan["n_train"] == 540 and plan["n_test"] == 60
+    assert plan["steps"] == 9 and plan["sample_rate"] == pytest.approx(60 / 540)
+    assert 0.5 < plan["noise_multiplier"] < 5
+
+
+@pytest.mark.parametrize(
+    ("change", "problem"),
+    [
+        ({"epsilon": 1e-9}, "no noise reaches epsilon 1e-09 at this node"),
+        ({"epsilon": 1.0, "dataset": "scans"}, "no training data 'scans'; it offers: digits"),
+    ],
+)
+def test_a_node_that_cannot_train_says_why_in_its_plan(change: dict[str, object], problem: str) -> None:
+    plan = FL_TRAIN.run(LocalData([], [DIGITS]), {**ROUND, **change})
+
+    assert problem in plan["problem"]
+    assert plan["length"] > 6  # still the round's vector length: the node can withdraw from the sum
