@@ -12,6 +12,7 @@ PINNED = {
     "AccountedRound", "Accounting", "Activation", "CNNConfig", "Dataset", "EvaluationSums",
     "LocalTraining", "LocalUpdate", "LogisticConfig", "MLPConfig", "ModelSpec", "NoisySteps",
     "PrivacyAccountant", "TrainingSplit", "available_models", "build_model", "epsilon_spent", "evaluate",
+    "FixedTransform", "ScatterConfig", "Scattering2D",
     "flatten",
     "from_safetensors", "get_model_spec", "load_idx", "load_mnist_5k", "load_table", "noise_multiplier_for",
     "normalise", "partition_dirichlet", "partition_iid", "read_idx", "to_safetensors", "train_locally",

@@ -22,7 +22,7 @@ from confide.learning import (  # noqa: E402
     get_model_spec,
 )
 
-BUILT_IN = ["image.cnn28", "tabular.logistic", "tabular.mlp"]
+BUILT_IN = ["image.cnn28", "image.scatter28", "tabular.logistic", "tabular.mlp"]
 
 
 @pytest.fixture
@@ -59,6 +59,8 @@ def test_cnn28_options_relu_and_group_norm() -> None:
     [
         ("image.cnn28", {}),
         ("image.cnn28", {"groups": 8}),
+        ("image.scatter28", {}),
+        ("image.scatter28", {"hidden": 32, "groups": 0}),
         ("tabular.mlp", {"features": 7, "classes": 2}),
         ("tabular.logistic", {"features": 7, "classes": 3}),
     ],
@@ -69,6 +71,18 @@ def test_every_built_in_model_is_valid_for_opacus(name: str, config: dict[str, o
     errors = validators.ModuleValidator.validate(build_model(name, config), strict=False)
 
     assert errors == []
+
+
+def test_scatter28_is_a_fixed_scattering_before_a_linear_classifier() -> None:
+    model = build_model("image.scatter28", {"classes": 5})
+
+    out = model(torch.rand(3, 1, 28, 28))
+
+    assert out.shape == (3, 5)
+    trainable = {name for name, p in model.named_parameters() if p.requires_grad}
+    # Only GroupNorm and the linear layer learn; the wavelet filters stay out of the state dict.
+    assert set(model.state_dict()) == trainable == {"1.weight", "1.bias", "3.weight", "3.bias"}
+    assert model[3].in_features == 81 * 7 * 7
 
 
 def test_tabular_models_take_feature_vectors() -> None:
@@ -93,6 +107,7 @@ def test_unknown_model_is_named_with_the_registered_ones() -> None:
         ("image.cnn28", {"activation": "sigmoid"}, "activation: Input should be 'tanh' or 'relu'"),
         ("image.cnn28", {"groups": 3}, "groups 3 must divide both channel counts"),
         ("image.cnn28", {"channels": [16, 0]}, "channels must lie between 1 and 512"),
+        ("image.scatter28", {"groups": 8}, "groups 8 must divide the 81 scattering maps"),
     ],
 )
 def test_invalid_configs_are_refused_with_the_field(

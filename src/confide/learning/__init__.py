@@ -4,8 +4,11 @@ General layout, in dependency order (each module imports only those above it)::
 
     _data        Dataset; IDX / CSV / Parquet / MNIST-5k loaders; normalise; IID and
                  Dirichlet partitions                                        (numpy, pyarrow)
-    _models      the allow-list of architectures (image.cnn28, tabular.mlp,
-                 tabular.logistic; more by the ``confide.models`` entry points)    (torch)
+    _frontend    FixedTransform: a parameter-free first layer run once over a data set
+                 and cached, not in every step                                       (torch)
+    _scattering  Scattering2D: Morlet wavelet scattering, a fixed image front end
+    _models      the allow-list of architectures (image.cnn28, image.scatter28,
+                 tabular.mlp, tabular.logistic; more by ``confide.models`` entry points)
     _weights     state_dict <-> safetensors bytes and flat float32 vectors   (never pickle)
     _privacy     NoisySteps histories -> epsilon; noise multiplier for a target  (opacus)
     _dpsgd       one round of local training: DP-SGD with Opacus, or plain SGD
@@ -40,6 +43,7 @@ if TYPE_CHECKING:
     )
     from confide.learning._dpsgd import LocalTraining, LocalUpdate, train_locally
     from confide.learning._evaluate import EvaluationSums, evaluate
+    from confide.learning._frontend import FixedTransform
     from confide.learning._models import (
         MODEL_ENTRY_POINT_GROUP,
         Activation,
@@ -47,11 +51,13 @@ if TYPE_CHECKING:
         LogisticConfig,
         MLPConfig,
         ModelSpec,
+        ScatterConfig,
         available_models,
         build_model,
         get_model_spec,
     )
     from confide.learning._privacy import Accounting, NoisySteps, epsilon_spent, noise_multiplier_for
+    from confide.learning._scattering import Scattering2D
     from confide.learning._weights import flatten, from_safetensors, to_safetensors, unflatten, vector_length
 
 _HOME = {
@@ -72,6 +78,7 @@ _HOME = {
     ),
     "_dpsgd": ("LocalTraining", "LocalUpdate", "train_locally"),
     "_evaluate": ("EvaluationSums", "evaluate"),
+    "_frontend": ("FixedTransform",),
     "_models": (
         "MODEL_ENTRY_POINT_GROUP",
         "Activation",
@@ -79,10 +86,12 @@ _HOME = {
         "LogisticConfig",
         "MLPConfig",
         "ModelSpec",
+        "ScatterConfig",
         "available_models",
         "build_model",
         "get_model_spec",
     ),
+    "_scattering": ("Scattering2D",),
     "_privacy": ("Accounting", "NoisySteps", "epsilon_spent", "noise_multiplier_for"),
     "_weights": ("flatten", "from_safetensors", "to_safetensors", "unflatten", "vector_length"),
 }
@@ -98,6 +107,7 @@ __all__ = [
     "CNNConfig",
     "Dataset",
     "EvaluationSums",
+    "FixedTransform",
     "LocalTraining",
     "LocalUpdate",
     "LogisticConfig",
@@ -105,6 +115,8 @@ __all__ = [
     "ModelSpec",
     "NoisySteps",
     "PrivacyAccountant",
+    "ScatterConfig",
+    "Scattering2D",
     "TrainingSplit",
     "available_models",
     "build_model",

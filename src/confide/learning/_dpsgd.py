@@ -42,6 +42,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
 from confide.learning._data import Dataset
+from confide.learning._frontend import split_front, transformed
 from confide.learning._privacy import NoisySteps
 from confide.learning._weights import StateDict
 
@@ -138,15 +139,18 @@ def train_locally(
     """
     if len(data) == 0:
         raise ValueError("cannot train on an empty data set")
+    front, trained = split_front(model)  # a fixed front end runs once over the data, not per step
+    if front is not None:
+        data = transformed(front, data)
     generator = torch.Generator().manual_seed(seed if seed is not None else secrets.randbits(63))
     x = torch.from_numpy(np.array(data.x))  # a writable copy: torch refuses read-only arrays
     y = torch.from_numpy(np.array(data.y))
     q = training.sample_rate(len(data))
     model.train()
     if training.noise_multiplier is None:
-        loss_sum, drawn = _plain_sgd(model, x, y, training, q, generator)
+        loss_sum, drawn = _plain_sgd(trained, x, y, training, q, generator)
     else:
-        loss_sum, drawn = _dp_sgd(model, x, y, training, training.noise_multiplier, q, generator)
+        loss_sum, drawn = _dp_sgd(trained, x, y, training, training.noise_multiplier, q, generator)
     state = {k: v.detach().clone() for k, v in model.state_dict().items()}
     mean_loss = loss_sum / drawn if drawn else math.nan
     return LocalUpdate(state, mean_loss, drawn, training.noisy_steps(len(data)))

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from confide.learning._data import Dataset
+from confide.learning._frontend import split_front, transformed
 
 __all__ = ["EvaluationSums", "evaluate"]
 
@@ -68,6 +69,9 @@ def evaluate(model: nn.Module, data: Dataset, *, batch_size: int = 2048) -> Eval
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
     model.eval()
+    front, model = split_front(model)  # a fixed front end runs once over the data, and is kept
+    if front is not None:
+        data = transformed(front, data)
     criterion = nn.CrossEntropyLoss(reduction="sum")
     correct, loss_sum = 0, 0.0
     with torch.inference_mode():

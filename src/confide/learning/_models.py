@@ -13,6 +13,12 @@ Built in:
   learning with differential privacy"). It is the architecture of that paper and of Tramer &
   Boneh 2021's end-to-end CNN. Normalisation, when asked for, is GroupNorm: BatchNorm mixes
   samples within a batch, which breaks per-sample gradients and so DP-SGD.
+- ``image.scatter28``: a fixed scattering network (Morlet wavelets, two orders, 81 maps of
+  7x7; see ``_scattering``) followed by GroupNorm and a linear classifier, optionally with
+  one hidden layer. Tramer & Boneh 2021's "ScatterNet + linear" model, the most accurate
+  under DP-SGD on MNIST-like images at small epsilon: the features cost no privacy, and the
+  few trainable weights suffer less from the noise. The scattering runs once over a node's
+  data, not in every step (:class:`~confide.learning._frontend.FixedTransform`).
 - ``tabular.mlp``: a multilayer perceptron over numeric features.
 - ``tabular.logistic``: multinomial logistic regression (one linear layer).
 
@@ -34,6 +40,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from torch import nn
 
 from confide._errors import AlgorithmError
+from confide.learning._scattering import Scattering2D
 
 __all__ = [
     "MODEL_ENTRY_POINT_GROUP",
@@ -42,6 +49,7 @@ __all__ = [
     "LogisticConfig",
     "MLPConfig",
     "ModelSpec",
+    "ScatterConfig",
     "available_models",
     "build_model",
     "get_model_spec",
@@ -95,6 +103,34 @@ class CNNConfig(_Config):
             raise ValueError(f"channels must lie between 1 and 512, got {self.channels}")
         if self.groups and any(c % self.groups for c in self.channels):
             raise ValueError(f"groups {self.groups} must divide both channel counts {self.channels}")
+        return self
+
+
+class ScatterConfig(_Config):
+    """Configuration of ``image.scatter28``.
+
+    Parameters
+    ----------
+    classes : int
+        Number of output classes.
+    groups : int
+        GroupNorm groups over the 81 scattering maps (default 27, as Tramer & Boneh); 0 for
+        none. Must divide 81.
+    hidden : int
+        Width of one hidden layer before the classifier; 0 (default) for a linear classifier.
+    activation : Activation
+        Of the hidden layer, if any.
+    """
+
+    classes: int = Field(default=10, ge=2, le=10_000)
+    groups: int = Field(default=27, ge=0, le=81)
+    hidden: int = Field(default=0, ge=0, le=4096)
+    activation: Activation = Activation.TANH
+
+    @model_validator(mode="after")
+    def _check(self) -> ScatterConfig:
+        if self.groups and 81 % self.groups:
+            raise ValueError(f"groups {self.groups} must divide the 81 scattering maps (1, 3, 9, 27 or 81)")
         return self
 
 
@@ -168,6 +204,14 @@ def _cnn28(cfg: CNNConfig) -> nn.Module:
     )
 
 
+def _scatter28(cfg: ScatterConfig) -> nn.Module:
+    scattering = Scattering2D((28, 28), J=2, L=8)  # 81 maps of 7x7
+    width = scattering.channels * scattering.out_shape[0] * scattering.out_shape[1]
+    norm: list[nn.Module] = [nn.GroupNorm(cfg.groups, scattering.channels)] if cfg.groups else []
+    head: list[nn.Module] = [nn.Linear(width, cfg.hidden), cfg.activation.layer()] if cfg.hidden else []
+    return nn.Sequential(scattering, *norm, nn.Flatten(), *head, nn.Linear(cfg.hidden or width, cfg.classes))
+
+
 def _mlp(cfg: MLPConfig) -> nn.Module:
     layers: list[nn.Module] = []
     width = cfg.features
@@ -184,6 +228,7 @@ def _logistic(cfg: LogisticConfig) -> nn.Module:
 
 _BUILT_IN: tuple[ModelSpec[Any], ...] = (
     ModelSpec("image.cnn28", CNNConfig, _cnn28),
+    ModelSpec("image.scatter28", ScatterConfig, _scatter28),
     ModelSpec("tabular.mlp", MLPConfig, _mlp),
     ModelSpec("tabular.logistic", LogisticConfig, _logistic),
 )
