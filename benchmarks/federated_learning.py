@@ -25,6 +25,7 @@ import argparse
 import json
 import math
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -47,6 +48,7 @@ def _plan(args: argparse.Namespace) -> TrainingPlan:
     return TrainingPlan.model_validate(
         {
             "dataset": "train",
+            "model": args.model,
             "model_config": json.loads(args.model_config),
             "rounds": args.rounds,
             "delta": args.delta,
@@ -61,7 +63,7 @@ def _plan(args: argparse.Namespace) -> TrainingPlan:
 
 
 def _command(args: argparse.Namespace) -> str:
-    return "python benchmarks/federated_learning.py " + " ".join(sys.argv[1:])
+    return "python benchmarks/federated_learning.py " + shlex.join(sys.argv[1:])
 
 
 def _progress(epsilon: float, finished: Any, plan: TrainingPlan) -> None:
@@ -75,29 +77,36 @@ def _progress(epsilon: float, finished: Any, plan: TrainingPlan) -> None:
 
 def _settings(args: argparse.Namespace) -> str:
     rates = f"lr {args.lr}" + (f" (at epsilon:lr {args.lr_at})" if getattr(args, "lr_at", "") else "")
+    at = f"; per epsilon {args.at}" if getattr(args, "at", "") else ""
     return (
-        f"batch {args.batch_size} (Poisson), {rates}, momentum {args.momentum}, "
-        f"{args.local_epochs:g} local epoch(s) per round, model image.cnn28 {args.model_config}"
+        f"batch {args.batch_size} (Poisson), {rates}, momentum {args.momentum}, clip {args.clip:g}, "
+        f"{args.local_epochs:g} local epoch(s) per round, model {args.model} {args.model_config}{at}"
     )
 
 
-def _learning_rates(args: argparse.Namespace, grid: list[float]) -> dict[float, float]:
-    """``--lr``, or per epsilon where ``--lr-at`` says (``5:0.5,10:0.5``): less noise, larger steps."""
-    rates = dict.fromkeys(grid, args.lr)
+def _overrides(args: argparse.Namespace, grid: list[float]) -> dict[float, dict[str, Any]]:
+    """Plan fields that differ per epsilon: ``--lr-at`` (``5:0.5,10:0.5``) and ``--at`` (JSON).
+
+    Less noise allows larger steps and more of them; a tiny epsilon does better with fewer.
+    ``--at '{"0.5": {"batch_size": 64, "local_epochs": 0.5}}'`` sets any TrainingPlan field.
+    """
+    changes: dict[float, dict[str, Any]] = {e: {} for e in grid}
     for pair in filter(None, args.lr_at.split(",")):
         eps, rate = pair.split(":")
-        rates[float(eps)] = float(rate)
-    return rates
+        changes[float(eps)]["learning_rate"] = float(rate)
+    for eps, fields in json.loads(args.at or "{}").items():
+        changes[float(eps)].update(fields)
+    return changes
 
 
 def run_sweep(args: argparse.Namespace) -> None:
     grid = [float(e) for e in args.eps.split(",")]
-    rates = _learning_rates(args, grid)
+    changes = _overrides(args, grid)
     started = time.monotonic()
     found: dict[float, SweepRow] = {}
-    for rate in sorted(set(rates.values())):
-        group = [e for e in grid if rates[e] == rate]
-        plan = _plan(args).model_copy(update={"learning_rate": rate})
+    for key in sorted({json.dumps(c, sort_keys=True) for c in changes.values()}):
+        group = [e for e in grid if json.dumps(changes[e], sort_keys=True) == key]
+        plan = TrainingPlan.model_validate({**_plan(args).model_dump(by_alias=True), **json.loads(key)})
         rows = sweep(
             dataset=args.dataset, epsilons=group, plan=plan, clients=args.clients, progress=_progress
         )
@@ -245,6 +254,7 @@ def main() -> None:
         p.add_argument("--lr", type=float, default=0.5)
         p.add_argument("--momentum", type=float, default=0.0)
         p.add_argument("--local-epochs", type=float, default=1.0)
+        p.add_argument("--model", default="image.cnn28", help="a registered architecture")
         p.add_argument("--model-config", default="{}")
         p.add_argument("--write", action="store_true", help="record the figures in docs/benchmarks.md")
         if name == "sweep":
@@ -252,6 +262,9 @@ def main() -> None:
             p.add_argument("--eps", default="0.1,0.5,1,2,5,10,inf")
             p.add_argument("--out", default="/tmp/confide-fl-sweep")
             p.add_argument("--lr-at", default="", help="per-epsilon learning rates, e.g. 5:0.5,10:0.5")
+            p.add_argument(
+                "--at", default="", help='per-epsilon plan fields, JSON: {"0.5": {"batch_size": 64}}'
+            )
         else:
             p.add_argument("--eps", type=float, default=3.0)
         if name == "fashion":

@@ -142,3 +142,30 @@ def test_a_job_past_the_budget_is_refused_saying_how_much_is_left(tmp_path: Path
 def test_training_without_dp_needs_the_policy_to_allow_it(digits: InProcessConsortium) -> None:
     with digits.client() as client, pytest.raises(TaskError, match="allow_training_without_dp"):
         train(client, COLLABORATION, _plan(rounds=1, epsilon=math.inf, local_steps=1))
+
+
+def test_the_scattering_model_trains_through_hub_and_nodes(digits: InProcessConsortium) -> None:
+    # The fixed scattering runs once in each node's worker and in the researcher's process,
+    # then only GroupNorm and the linear layer travel (sealed, summed securely) and learn.
+    drawn = np.random.default_rng(0).permutation(5000)[:1800]
+    held = np.setdiff1d(np.arange(5000), drawn)[:500]
+    test_set = normalise(load_mnist_5k(), *MNIST_MEAN_STD).subset(held)
+    plan = _plan(
+        model="image.scatter28",
+        model_config={},
+        rounds=2,
+        epsilon=2.0,
+        batch_size=128,
+        local_steps=8,
+        learning_rate=2.0,
+        momentum=0.9,
+        clip_norm=0.1,
+    )
+    with digits.client() as client:
+        result = train(client, COLLABORATION, plan, test_set=test_set)
+
+    assert result.federated is not None and result.federated.accuracy > 0.7
+    assert result.researcher is not None and result.researcher.accuracy > 0.7
+    assert set(result.model().state_dict()) == {"1.weight", "1.bias", "3.weight", "3.bias"}
+    for spent in result.epsilon.values():
+        assert 1.5 < spent <= 2.0 * (1 + 1e-6)

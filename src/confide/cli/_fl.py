@@ -78,7 +78,9 @@ def _status(finished: Any) -> str:
 
 
 Dataset = Annotated[str, typer.Option("--dataset", "-d", help="The nodes' training_data name.")]
-Model = Annotated[str, typer.Option(help="A model of the registry: image.cnn28, tabular.mlp, ...")]
+Model = Annotated[
+    str, typer.Option(help="A model of the registry: image.cnn28, image.scatter28, tabular.mlp, ...")
+]
 ModelConfig = Annotated[str | None, typer.Option(help="Model settings as JSON, e.g. '{\"hidden\": 32}'.")]
 Rounds = Annotated[int, typer.Option(help="FedAvg rounds.")]
 Delta = Annotated[float, typer.Option(help="DP delta.")]
@@ -187,6 +189,7 @@ def sweep_command(
     epsilons: Annotated[
         str, typer.Option("--eps", help="Comma-separated epsilons; inf for no DP.")
     ] = "0.1,0.5,1,2,5,10,inf",
+    model: Model = "image.cnn28",
     model_config: ModelConfig = None,
     batch_size: Batch = 64,
     learning_rate: Rate = 0.5,
@@ -210,6 +213,7 @@ def sweep_command(
         raise ConfigError("--eps needs at least one epsilon, e.g. 1,inf")
     plan = _plan(
         dataset="train",
+        model=model,
         model_config=_model_config(model_config),
         rounds=rounds,
         delta=delta,

@@ -124,6 +124,8 @@ def train_locally(
     ----------
     model : torch.nn.Module
         Built from the registry with the global weights loaded; left trained, without hooks.
+        A fixed first layer (:class:`~confide.learning._frontend.FixedTransform`) is run
+        once over ``data`` and cached; only the layers after it see the steps.
     data : Dataset
         The node's training split.
     training : LocalTraining
