@@ -170,3 +170,15 @@ class _FakeEntryPoint:
 
     def load(self) -> object:
         return self._target
+
+
+def test_a_seed_fixes_the_initial_weights_without_touching_the_global_state() -> None:
+    before = torch.random.get_rng_state()
+
+    a = build_model("image.cnn28", seed=7)
+    b = build_model("image.cnn28", seed=7)
+    c = build_model("image.cnn28", seed=8)
+
+    assert torch.equal(torch.random.get_rng_state(), before)
+    assert all(torch.equal(a.state_dict()[k], b.state_dict()[k]) for k in a.state_dict())
+    assert not torch.equal(a.state_dict()["0.weight"], c.state_dict()["0.weight"])

@@ -226,13 +226,9 @@ def train(
 
 
 def _initial_model(plan: TrainingPlan) -> nn.Module:
-    import torch
-
     from confide.learning import build_model
 
-    with torch.random.fork_rng():
-        torch.manual_seed(plan.seed)
-        return build_model(plan.model, plan.model_config_)
+    return build_model(plan.model, plan.model_config_, seed=plan.seed)
 
 
 def evaluate_federated(

@@ -36,6 +36,7 @@ from functools import cache
 from importlib.metadata import entry_points
 from typing import Any, Generic, TypeVar
 
+import torch
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from torch import nn
 
@@ -263,7 +264,9 @@ def get_model_spec(name: str) -> ModelSpec[Any]:
         raise AlgorithmError(f"unknown model {name!r}; registered models: {known}") from None
 
 
-def build_model(name: str, config: Mapping[str, object] | None = None) -> nn.Module:
+def build_model(
+    name: str, config: Mapping[str, object] | None = None, *, seed: int | None = None
+) -> nn.Module:
     """Build the registered architecture ``name`` from a researcher's ``config``.
 
     Parameters
@@ -272,11 +275,14 @@ def build_model(name: str, config: Mapping[str, object] | None = None) -> nn.Mod
         A registered architecture, see :func:`available_models`.
     config : mapping, optional
         Its configuration; validated by the architecture's model (unknown keys refused).
+    seed : int, optional
+        Fixes the initial weights (a public starting point), without touching torch's
+        global random state; ``None`` draws them from that state.
 
     Returns
     -------
     torch.nn.Module
-        A freshly initialised module (seed with ``torch.manual_seed`` for a fixed start).
+        A freshly initialised module.
 
     Raises
     ------
@@ -284,4 +290,9 @@ def build_model(name: str, config: Mapping[str, object] | None = None) -> nn.Mod
         Unknown architecture (the message lists the registered ones) or invalid configuration.
     """
     spec = get_model_spec(name)
-    return spec.build(spec.parse(config or {}))
+    parsed = spec.parse(config or {})
+    if seed is None:
+        return spec.build(parsed)
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        return spec.build(parsed)
