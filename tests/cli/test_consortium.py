@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import time
 from pathlib import Path
 
+from confide.cli import _consortium
 from confide.cli._consortium import LocalConsortium
 
 
@@ -52,3 +54,16 @@ def test_workers_of_a_killed_node_leave_too(tmp_path: Path) -> None:
         while any(_alive(w) for w in workers) and time.monotonic() < deadline:
             time.sleep(0.1)
         assert not any(_alive(w) for w in workers)
+
+
+def test_free_ports_lie_below_the_kernels_ephemeral_range_and_can_be_bound() -> None:
+    # Outgoing connections take ports from the ephemeral range; a hub port chosen there
+    # could be taken before the hub binds it (seen in CI as "address already in use").
+    low = _consortium._ephemeral_low()
+    ports = {_consortium.free_port() for _ in range(20)}
+
+    if low > 10_000:
+        assert all(10_000 <= p < low for p in ports)
+    for port in ports:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", port))

@@ -9,6 +9,7 @@ provisions kits, writes sample data and configs, starts ``confide hub start`` an
 from __future__ import annotations
 
 import os
+import secrets
 import signal
 import socket
 import ssl
@@ -42,11 +43,34 @@ OUTSIDER = "bob"
 
 
 def free_port() -> int:
-    """A TCP port free on loopback right now."""
+    """A TCP port free on loopback now, and outside the range the kernel gives outgoing connections.
+
+    The port is chosen before the hub binds it. A port from ``bind(0)`` lies in the kernel's
+    ephemeral range, where any outgoing connection made in between (a node, a test's client)
+    may take it; below that range only another listener can.
+    """
+    low = _ephemeral_low()
+    for _ in range(64):
+        port = 10_000 + secrets.randbelow(low - 10_000) if low > 10_000 else 0
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            found: int = s.getsockname()[1]
+            return found
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+        fallback: int = s.getsockname()[1]
+        return fallback
+
+
+def _ephemeral_low() -> int:
+    """The lowest port of the kernel's ephemeral range (Linux), or 0 where unknown."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 0
 
 
 def write_sample_patients(index: int, folder: Path, rows: int) -> list[dict[str, Any]]:
