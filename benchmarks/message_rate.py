@@ -25,9 +25,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _doc import machine, write_section
 
-from confide.cli._consortium import COLLABORATION, LocalConsortium
 from confide.client import Client
 from confide.kit import Kit
+from confide.local import COLLABORATION, LocalConsortium
 from confide.wire import HUB, Ack, Envelope, Hello, MessageKind, decode_control, encode_control, seal_envelope
 
 WINDOW = 64

@@ -20,8 +20,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _doc import machine, write_section
 
-from confide.cli._consortium import COLLABORATION, LocalConsortium
 from confide.client import Client
+from confide.local import COLLABORATION, LocalConsortium
 
 
 def _kib(pid: int, field: str) -> int:

@@ -34,9 +34,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _doc import machine, write_section
 
 from confide.algorithms.secure_sum_check import expected_total
-from confide.cli._consortium import COLLABORATION, LocalConsortium
 from confide.client import Client
 from confide.crypto import PartyIdentity, Role
+from confide.local import COLLABORATION, LocalConsortium
 from confide.protocols.secagg import SecAggClient, SecAggConfig, remove_pads, run_in_memory
 
 SIZES = (100_000, 1_000_000, 4_000_000)

@@ -22,8 +22,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _doc import machine, percentile, write_section
 
-from confide.cli._consortium import COLLABORATION, LocalConsortium
 from confide.client import Client
+from confide.local import COLLABORATION, LocalConsortium
 
 PARAMS = {"table": "patients", "columns": ["age", "hippocampus_ml"]}
 

@@ -23,10 +23,10 @@ from typing import Any, TypeVar
 import pytest
 import uvicorn
 
-from confide.cli._consortium import COLLABORATION, LocalConsortium, TableWriter
 from confide.client import Client
 from confide.hub import create_app, load_hub_settings
 from confide.kit import Kit
+from confide.local import COLLABORATION, LocalConsortium, TableWriter
 from confide.node import Agent, WorkerPool, load_node_config
 from confide.transport import WebSocketConnector
 

@@ -77,6 +77,16 @@ PINNED = {
         "provision_spec",
         "token_hash",
     },
+    "confide.local": {
+        "COLLABORATION",
+        "PATIENT_COLUMNS",
+        "LocalConsortium",
+        "TableWriter",
+        "free_port",
+        "patients",
+        "write_patients",
+        "write_sample_patients",
+    },
     "confide.node": {
         "Agent",
         "DataSourceConfig",

@@ -17,8 +17,8 @@ from typing import Any
 import yaml
 from generate import write
 
-from confide.cli._consortium import COLLABORATION, LocalConsortium
 from confide.client import Client
+from confide.local import COLLABORATION, LocalConsortium
 
 HERE = Path(__file__).parent
 # The patient: 71 years old, with a hippocampus small for that age.

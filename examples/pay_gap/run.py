@@ -14,8 +14,8 @@ from pathlib import Path
 import yaml
 from generate import write
 
-from confide.cli._consortium import COLLABORATION, LocalConsortium
 from confide.client import Client
+from confide.local import COLLABORATION, LocalConsortium
 
 HERE = Path(__file__).parent
 

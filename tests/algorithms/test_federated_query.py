@@ -7,7 +7,7 @@ import pyarrow as pa
 import pytest
 
 from confide._errors import QueryError
-from confide.cli._sample import patients
+from confide.local import patients
 from tests.conftest import COLLABORATION, InProcessConsortium
 
 NODES = ["node-a", "node-b", "node-c"]

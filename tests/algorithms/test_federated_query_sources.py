@@ -17,7 +17,7 @@ import sqlalchemy as sa
 
 from confide._errors import QueryError
 from confide.algorithms.federated_query import QUERY_SQL
-from confide.cli._sample import PATIENT_COLUMNS, patients
+from confide.local import PATIENT_COLUMNS, patients
 from confide.node import DataSourceConfig, LocalData
 from tests.conftest import COLLABORATION, InProcessConsortium
 from tests.node.test_database import POSTGRES_URL, postgres_table

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from confide.cli._sample import patients
+from confide.local import patients
 from tests.conftest import COLLABORATION, InProcessConsortium
 
 PARAMS = {"table": "patients", "column": "hippocampus_ml", "decimals": 3}

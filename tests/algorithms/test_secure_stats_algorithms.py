@@ -7,7 +7,7 @@ import pyarrow as pa
 import pytest
 
 from confide._errors import AlgorithmError, ConfideError, TaskError
-from confide.cli._sample import patients
+from confide.local import patients
 from tests.conftest import COLLABORATION, InProcessConsortium
 
 BOUNDS = {"hippocampus_ml": (3.0, 11.0), "age": (0.0, 120.0)}

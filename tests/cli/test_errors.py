@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from confide.cli._consortium import LocalConsortium
+from confide.local import LocalConsortium
 from tests.cli._run import confide as _confide
 
 

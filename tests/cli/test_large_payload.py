@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from confide.cli._consortium import COLLABORATION, LocalConsortium
 from confide.client import Client
+from confide.local import COLLABORATION, LocalConsortium
 
 
 def _kib(pid: int, field: str) -> int:

@@ -11,7 +11,7 @@ import pyarrow as pa
 import pytest
 import yaml
 
-from confide.cli._sample import patients
+from confide.local import patients
 from tests.cli._run import confide
 from tests.conftest import COLLABORATION, InProcessConsortium
 

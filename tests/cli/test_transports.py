@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from confide.cli._consortium import COLLABORATION, LocalConsortium, free_port
 from confide.client import Client, TaskResults
+from confide.local import COLLABORATION, LocalConsortium, free_port
 
 PARAMS = {"table": "patients", "columns": ["age"]}
 

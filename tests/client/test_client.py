@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from confide._errors import AuthError, NotFoundError, TaskError
-from confide.cli._sample import patients
+from confide.local import patients
 from tests.conftest import COLLABORATION, SUMMARY_PARAMS, InProcessConsortium
 
 

@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import yaml
 
-from confide.cli._consortium import COLLABORATION, free_port
+from confide.local import COLLABORATION, free_port
 from tests.conftest import InProcessConsortium
 
 TABLE_CANARY = "canary_3f9a1c7e5d"  # the table name: travels in every task input

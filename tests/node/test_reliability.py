@@ -7,10 +7,9 @@ import contextlib
 import re
 from pathlib import Path
 
-from confide.cli._consortium import COLLABORATION, LocalConsortium, free_port
-from confide.cli._sample import patients
 from confide.client import Client
 from confide.kit import Kit
+from confide.local import COLLABORATION, LocalConsortium, free_port, patients
 from confide.node import Agent, WorkerPool, load_node_config
 from confide.node._worker import StepOutcome
 from confide.transport import WebSocketConnector

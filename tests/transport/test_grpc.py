@@ -16,10 +16,10 @@ from typing import Any
 import pytest
 
 from confide._errors import TransportError
-from confide.cli._consortium import free_port
 from confide.crypto import CertificateAuthority, certificate_pem
 from confide.hub._grpc import GrpcNodeServer
 from confide.kit import Kit
+from confide.local import free_port
 from confide.node import Agent, load_node_config
 from confide.transport import Connection
 from confide.transport._grpc import GrpcConnection, GrpcConnector

@@ -52,9 +52,8 @@ from typing import Any
 import pytest
 import yaml
 
-from confide.cli._consortium import COLLABORATION, LocalConsortium
-from confide.cli._sample import patients
 from confide.kit import ConsortiumSpec, provision_spec
+from confide.local import COLLABORATION, LocalConsortium, patients
 
 HUB_IP = "10.231.0.2"
 PROXY_HUB_SIDE_IP = "10.231.0.1"
@@ -338,7 +337,7 @@ class NetnsConsortium(LocalConsortium):
             provision_spec(spec, *args, **kwargs)
 
         with pytest.MonkeyPatch.context() as patch:
-            patch.setattr("confide.cli._consortium.provision_spec", with_hub_address)
+            patch.setattr("confide.local._consortium.provision_spec", with_hub_address)
             super().prepare()
         for host, (listen, port, _, transports) in PROXIES.items():
             path = self.node_config_path(NODE_OF[host])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from confide._errors import TransportError
-from confide.cli._consortium import free_port
+from confide.local import free_port
 from confide.transport import WebSocketConnector, websocket_url
 
 

@@ -20,11 +20,10 @@ import numpy as np
 from rich.console import Console
 
 from confide._errors import ConfideError, TaskError
-from confide.cli._consortium import COLLABORATION, LocalConsortium
 from confide.cli._render import print_results, print_statistic
-from confide.cli._sample import patients
 from confide.client import Client, TaskResults
 from confide.client._statistics import StatisticResult
+from confide.local import COLLABORATION, LocalConsortium, patients
 
 __all__ = ["run_demo"]
 

@@ -19,7 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from confide._errors import ConfigError
+from confide.client import Client
 from confide.fl._coordinator import RoundResult, TrainingPlan, TrainingResult, train
+from confide.local import COLLABORATION, LocalConsortium
 
 __all__ = ["DATASETS", "SweepRow", "privacy_level", "sweep", "write_report"]
 
@@ -112,9 +114,6 @@ def sweep(
     policy gives each run's data set a budget that the whole sweep fits in, and allows the
     run without differential privacy (the data set is public).
     """
-    from confide.cli._consortium import COLLABORATION, LocalConsortium
-    from confide.client import Client
-
     finite = [e for e in epsilons if math.isfinite(e)]
     budget = 2 * sum(finite) + 1
     test_set = _researcher_test_set(dataset)

@@ -1,9 +1,9 @@
 """A whole consortium on this machine: hub and nodes as separate processes on loopback.
 
-Used by ``confide demo``, the end-to-end tests and the benchmarks. ``LocalConsortium``
-provisions kits, writes sample data and configs, starts ``confide hub start`` and one
-``confide node start`` per hospital, and waits until every node is online; leaving the
-``with`` block stops them all (SIGTERM, then SIGKILL after a grace period).
+Used by ``confide demo``, ``confide fl sweep``, the end-to-end tests and the benchmarks.
+``LocalConsortium`` provisions kits, writes sample data and configs, starts ``confide hub
+start`` and one ``confide node start`` per hospital, and waits until every node is online;
+leaving the ``with`` block stops them all (SIGTERM, then SIGKILL after a grace period).
 """
 
 from __future__ import annotations
@@ -25,10 +25,10 @@ import httpx
 import yaml
 
 from confide._errors import ConfideError
-from confide.cli._sample import PATIENT_COLUMNS, write_patients
 from confide.kit import ConsortiumSpec, provision_spec
+from confide.local._sample import PATIENT_COLUMNS, write_patients
 
-__all__ = ["LocalConsortium", "TableWriter", "free_port", "write_sample_patients"]
+__all__ = ["COLLABORATION", "LocalConsortium", "TableWriter", "free_port", "write_sample_patients"]
 
 TableWriter = Callable[[str, int, Path], list[dict[str, Any]]]
 """Writes one node's data into its folder and returns its ``data:`` entries for ``node.yaml``.

@@ -8,8 +8,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from confide.cli import _consortium
-from confide.cli._consortium import LocalConsortium
+from confide.local import LocalConsortium, _consortium
 
 
 def _children(pid: int) -> set[int]:
