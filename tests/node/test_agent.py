@@ -5,7 +5,10 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 import yaml
@@ -266,3 +269,48 @@ def test_nodes_reconnect_after_a_hub_restart_and_pending_runs_complete(
         results = client.run(COLLABORATION, "stats.summary", SUMMARY_PARAMS, timeout_s=30)
 
     assert [r.ok for r in results] == [True, True, True]
+
+
+_CHARGE_OFF_THE_LOOP = """
+import asyncio, sys, threading
+from pathlib import Path
+from types import SimpleNamespace
+
+on_loop_thread = []
+
+
+class Watch:
+    def find_spec(self, name, path=None, target=None):
+        if name == "opacus":
+            on_loop_thread.append(threading.current_thread() is threading.main_thread())
+        return None
+
+
+sys.meta_path.insert(0, Watch())
+from confide.algorithms import TrainingCost
+from confide.node._agent import Agent
+from confide.node._config import Policy
+
+directory = Path(sys.argv[1])
+policy = Policy(privacy_budget={"epsilon": 10, "delta": 1e-5}, ledger=directory / "ledger.sqlite")
+agent = SimpleNamespace(
+    config=SimpleNamespace(policy=policy),
+    kit=SimpleNamespace(directory=directory),
+    _accountant=None,
+    _accountant_lock=threading.Lock(),
+)
+assignment = SimpleNamespace(researcher_id="alice", task_id="t1")
+cost = TrainingCost(noise_multiplier=1.0, sample_rate=0.05, steps=20, rounds_left=1, delta=1e-5)
+spend = asyncio.run(Agent._charge_training(agent, assignment, "train", "job", 0, cost))
+print(on_loop_thread, spend.job_epsilon > 0, (directory / "dpsgd-accountant.sqlite").exists())
+"""
+
+
+def test_the_first_training_charge_imports_opacus_off_the_event_loop(tmp_path: Path) -> None:
+    # Importing Opacus (and torch) takes seconds; on the event loop it would stall every
+    # other task of the node: heartbeats, peer messages, other runs.
+    script = [sys.executable, "-c", _CHARGE_OFF_THE_LOOP, str(tmp_path)]
+    done = subprocess.run(script, capture_output=True, text=True, timeout=120)
+
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["[False]", "True", "True"]

@@ -11,7 +11,7 @@ import pytest
 from pydantic import ValidationError
 
 from confide._errors import AlgorithmError
-from confide.node import LocalData
+from confide.node import LocalData, WorkerPool
 from confide.node._config import TrainingDataConfig
 from confide.node._training import load_training_data
 
@@ -79,3 +79,39 @@ def test_an_unknown_training_data_set_names_those_the_node_offers(tmp_path: Path
 
     with pytest.raises(AlgorithmError, match="no training data 'x'; it offers: t"):
         data.training_data("x")
+
+
+def test_preparing_reads_every_set_once_and_reports_the_unreadable_ones(tmp_path: Path) -> None:
+    _table(tmp_path / "a.csv", ["a", "b", "a"])
+    ok = _config(tmp_path / "a.csv", classes=["a", "b"])
+    gone = _config(tmp_path / "gone.csv", classes=["a", "b"]).model_copy(update={"name": "gone"})
+    data = LocalData([], [ok, gone])
+
+    problems = data.prepare_training()
+
+    assert problems == ["training data 'gone': a file of it is missing on this node"]
+    assert data.training_data("t") is data.training_data("t")  # read by prepare, then cached
+
+
+def _learning_state_once_prepared() -> tuple[bool, list[str]]:
+    """Runs in a worker: wait for its preparation thread, then say what it left loaded."""
+    import sys
+    import threading
+
+    from confide.node import _worker
+
+    for thread in threading.enumerate():
+        if thread.name == "prepare":
+            thread.join()
+    assert _worker._DATA is not None
+    return "opacus" in sys.modules, sorted(_worker._DATA._training_cache)
+
+
+def test_a_worker_with_training_data_loads_torch_and_the_data_before_any_step(tmp_path: Path) -> None:
+    _table(tmp_path / "a.csv", ["a", "b", "a"])
+    pool = WorkerPool([], 1, [_config(tmp_path / "a.csv", classes=["a", "b"])])
+    try:
+        future = pool._pool.submit(_learning_state_once_prepared)
+        assert future.result(timeout=120) == (True, ["t"])
+    finally:
+        pool.close()

@@ -21,13 +21,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import importlib
 import json
 import logging
 import math
 import secrets
+import threading
 from collections import OrderedDict
+from collections.abc import Coroutine
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
@@ -38,12 +41,9 @@ from confide.crypto import MemoryReplayGuard, PublicParty, Role, verify_party_ce
 from confide.kit import Kit
 from confide.node._config import NodeConfig
 from confide.node._ledger import PrivacyLedger
-
-if TYPE_CHECKING:
-    from confide.learning._accountant import PrivacyAccountant
 from confide.node._peers import TaskPeers
 from confide.node._policy import check_policy
-from confide.node._worker import StepOutcome, WorkerPool
+from confide.node._worker import StepOutcome, WorkerPool, learning_installed
 from confide.transport import Connection, Connector
 from confide.wire import (
     HUB,
@@ -63,6 +63,9 @@ from confide.wire import (
     open_envelope,
     seal_envelope,
 )
+
+if TYPE_CHECKING:
+    from confide.learning._accountant import PrivacyAccountant
 
 __all__ = ["Agent"]
 
@@ -98,13 +101,14 @@ class Agent:
         self._finished: OrderedDict[str, bytes] = OrderedDict()
         self._active: set[str] = set()
         self._conn: Connection | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks: set[asyncio.Task[object]] = set()
         self._limit = asyncio.Semaphore(config.workers)
         self._channels: dict[str, TaskPeers] = {}
         self._ack_waiters: dict[str, asyncio.Event] = {}
         self._early: dict[str, list[Envelope]] = {}
         self._ledger: PrivacyLedger | None = None
         self._accountant: PrivacyAccountant | None = None
+        self._accountant_lock = threading.Lock()  # opened once, from whichever thread charges first
 
     @property
     def node_id(self) -> str:
@@ -114,6 +118,10 @@ class Agent:
     async def run(self) -> None:
         """Stay connected to the hub until cancelled; :class:`AuthError` if credentials are refused."""
         await self.workers.warm_up()
+        if self.config.training_data and learning_installed():
+            # The accountant needs Opacus (and so torch): import it off the event loop now,
+            # not seconds into the first training round.
+            self._background(asyncio.to_thread(_import_accountant), "prepare-training")
         try:
             await self._connect_forever()
         finally:
@@ -233,7 +241,10 @@ class Agent:
             self._send_final(run_id, finished)
             return
         self._active.add(run_id)
-        task = asyncio.create_task(self._process(assignment, attachment), name=f"run-{run_id}")
+        self._background(self._process(assignment, attachment), f"run-{run_id}")
+
+    def _background(self, work: Coroutine[Any, Any, object], name: str) -> None:
+        task = asyncio.create_task(work, name=name)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -369,9 +380,6 @@ class Agent:
         round is recorded under the task that runs it, so a round run again (a restarted
         coordinator) is a new release and is charged again.
         """
-        from confide.learning._accountant import PrivacyAccountant
-        from confide.learning._privacy import NoisySteps, epsilon_spent
-
         policy = self.config.policy
         if cost.noise_multiplier is None:
             if not policy.allow_training_without_dp:
@@ -381,16 +389,20 @@ class Agent:
                 )
             return TrainingSpend(math.inf, math.inf, cost.delta)
         budget = policy.budget_for(assignment.researcher_id, dataset)
-        if self._accountant is None:
-            ledger = policy.ledger or self.kit.directory / "privacy-ledger.sqlite"
-            path = ledger.with_name("dpsgd-accountant.sqlite")
-            self._accountant = await asyncio.to_thread(PrivacyAccountant, path)
-        accountant = self._accountant
         sigma = cost.noise_multiplier
-        spent = NoisySteps(sigma, cost.sample_rate, cost.steps)
         run = f"{job_id}/{assignment.task_id}"
 
         def charge() -> TrainingSpend:
+            # In a thread: the first import of the accountant loads Opacus and torch.
+            from confide.learning._accountant import PrivacyAccountant
+            from confide.learning._privacy import NoisySteps, epsilon_spent
+
+            with self._accountant_lock:
+                if self._accountant is None:
+                    ledger = policy.ledger or self.kit.directory / "privacy-ledger.sqlite"
+                    self._accountant = PrivacyAccountant(ledger.with_name("dpsgd-accountant.sqlite"))
+                accountant = self._accountant
+            spent = NoisySteps(sigma, cost.sample_rate, cost.steps)
             planned = [NoisySteps(sigma, cost.sample_rate, cost.steps * cost.rounds_left)]
             accountant.check(dataset=dataset, job_id=job_id, planned=planned, budget=budget)
             total = accountant.charge(
@@ -541,3 +553,10 @@ class Agent:
                         task_id,
                     ).encode()
                 )
+
+
+def _import_accountant() -> None:
+    try:
+        importlib.import_module("confide.learning._accountant")
+    except Exception:  # a broken install: the first training round will report it
+        log.warning("could not import the DP-SGD accountant (torch, opacus)", exc_info=True)

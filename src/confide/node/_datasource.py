@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -28,7 +29,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 from sqlglot import exp
 
-from confide._errors import AlgorithmError
+from confide._errors import AlgorithmError, ConfideError
 from confide.algorithms._registry import TableSource
 from confide.node import _database
 from confide.node._config import ColumnType, DataSourceConfig, SourceFormat, TrainingDataConfig
@@ -67,6 +68,7 @@ class LocalData:
         self._cache: dict[str, tuple[float, pa.Table]] = {}
         self._training = {t.name: t for t in training}
         self._training_cache: dict[str, tuple[tuple[float, ...], TrainingSplit]] = {}
+        self._training_lock = threading.Lock()  # a step and prepare_training() never read a set twice
 
     def training_data(self, name: str) -> TrainingSplit:
         """Training data set ``name``: its training and held-out parts (cached while its files stay)."""
@@ -76,13 +78,28 @@ class LocalData:
         if config is None:
             offered = ", ".join(sorted(self._training)) or "none"
             raise AlgorithmError(f"this node has no training data {name!r}; it offers: {offered}")
-        mtimes = stamp(config)
-        cached = self._training_cache.get(name)
-        if cached is not None and cached[0] == mtimes:
-            return cached[1]
-        split = load_training_data(config)
-        self._training_cache[name] = (mtimes, split)
-        return split
+        with self._training_lock:
+            mtimes = stamp(config)
+            cached = self._training_cache.get(name)
+            if cached is not None and cached[0] == mtimes:
+                return cached[1]
+            split = load_training_data(config)
+            self._training_cache[name] = (mtimes, split)
+            return split
+
+    def prepare_training(self) -> list[str]:
+        """Read every training data set now, before a step needs it; returns what went wrong.
+
+        A set that cannot be read is not an error here: the message is returned (and the
+        step that asks for the set later gets it again), so a node starts either way.
+        """
+        problems = []
+        for name in self._training:
+            try:
+                self.training_data(name)
+            except (ConfideError, ValueError) as exc:
+                problems.append(f"training data {name!r}: {exc}" if isinstance(exc, ValueError) else str(exc))
+        return problems
 
     def table_names(self) -> list[str]:
         return sorted(self._sources)

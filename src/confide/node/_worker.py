@@ -9,6 +9,8 @@ algorithm, so a failing or crashing algorithm never takes the node down.
 from __future__ import annotations
 
 import asyncio
+import importlib
+import importlib.util
 import logging
 import multiprocessing
 import os
@@ -43,6 +45,37 @@ def _init_worker(sources: Sequence[DataSourceConfig], training: Sequence[Trainin
     global _DATA
     _DATA = LocalData(sources, training)
     threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()
+    if training:
+        prepare = threading.Thread(target=_prepare_training, args=(_DATA,), name="prepare", daemon=True)
+        prepare.start()
+
+
+def _prepare_training(data: LocalData) -> None:
+    """Import torch and Opacus and read the training data sets while the worker is idle.
+
+    The first ``fl.train`` step would otherwise spend seconds on both. Running in the
+    background, this never delays the node's start; a step that comes first waits for the
+    import lock or the data set's lock, then finds the work done.
+    """
+    if not learning_installed():
+        return
+    try:
+        for module in LEARNING_MODULES:
+            importlib.import_module(module)
+    except Exception:  # a broken install: the first training step will report it
+        log.warning("could not import the learning stack (torch, opacus)", exc_info=True)
+        return
+    for problem in data.prepare_training():
+        log.warning("%s", problem)
+
+
+LEARNING_MODULES = ("confide.learning._dpsgd", "confide.learning._evaluate", "confide.learning._privacy")
+"""What the first training step would import: torch, Opacus and confide's code over them."""
+
+
+def learning_installed() -> bool:
+    """Whether the ``fl`` extra (torch and Opacus) is installed."""
+    return all(importlib.util.find_spec(name) is not None for name in ("torch", "opacus"))
 
 
 def _exit_with_parent(parent: int) -> None:
