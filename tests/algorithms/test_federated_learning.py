@@ -42,3 +42,12 @@ def test_a_node_that_cannot_train_says_why_in_its_plan(change: dict[str, object]
 
     assert problem in plan["problem"]
     assert plan["length"] > 6  # still the round's vector length: the node can withdraw from the sum
+
+
+def test_the_researcher_cannot_turn_off_the_nodes_secure_noise() -> None:
+    from confide._errors import ConfideError
+    from confide.learning import LocalTraining
+
+    with pytest.raises(ConfideError, match="secure_noise"):
+        FL_TRAIN.run(LocalData([], [DIGITS]), {**ROUND, "epsilon": 2.0, "secure_noise": False})
+    assert LocalTraining(steps=1, batch_size=1, learning_rate=1.0).secure_noise

@@ -87,7 +87,6 @@ class TrainParams(_ModelParams):
     local_epochs: float = Field(default=1.0, gt=0, le=1000)
     local_steps: int | None = Field(default=None, ge=1, le=1_000_000, description="overrides local_epochs")
     max_update: float = Field(default=10.0, gt=0, le=1e6, description="each element of new - global")
-    secure_noise: bool = False
     phase: Literal["plan", "train"] = Field(
         default="plan", description="set by the node, never the researcher"
     )
@@ -185,7 +184,6 @@ def _train_step(data: DataContext, params: TrainParams) -> TrainLocal:
         learning_rate=params.learning_rate,
         momentum=params.momentum,
         clip_norm=params.clip_norm,
-        secure_noise=params.secure_noise,
     )
     rate = training.sample_rate(n) if n else 1.0
     try:

@@ -23,8 +23,8 @@ with small images the per-sample collation of a loader costs as much as the mode
 Randomness: batches and noise come from one ``torch.Generator``. With ``seed=None`` it is
 seeded from the operating system's CSPRNG; a fixed seed is for tests and simulations only
 (whoever knows the seed can subtract the noise). Neither choice makes the Mersenne-Twister
-noise robust to floating-point attacks (Mironov 2012); ``LocalTraining.secure_noise`` turns
-on Opacus' mitigation for deployments.
+noise robust to floating-point attacks (Mironov 2012): ``LocalTraining.secure_noise`` (on
+unless a test turns it off) uses Opacus' mitigation.
 """
 
 from __future__ import annotations
@@ -68,7 +68,9 @@ class LocalTraining(BaseModel):
         Noise standard deviation over ``clip_norm``; ``None`` for plain SGD (no clipping,
         no noise: epsilon is infinite), see :func:`noise_multiplier_for`.
     secure_noise : bool
-        Opacus' ``secure_mode`` noise, robust to floating-point attacks; slower.
+        Opacus' ``secure_mode`` noise, robust to floating-point attacks (default). It draws
+        four Gaussian values per noise value; next to the per-sample gradients that costs
+        nothing measurable (cnn28 and scatter28, batch 64 on 1,333 images: within 5 %).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -79,7 +81,7 @@ class LocalTraining(BaseModel):
     momentum: float = Field(default=0.0, ge=0, lt=1)
     clip_norm: float = Field(default=1.0, gt=0, le=1e6)
     noise_multiplier: float | None = Field(default=None, gt=0, le=1e4)
-    secure_noise: bool = False
+    secure_noise: bool = True
 
     def sample_rate(self, n: int) -> float:
         """Poisson sampling rate on a local data set of ``n`` samples."""
