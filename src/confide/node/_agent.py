@@ -532,9 +532,7 @@ class Agent:
         """Send a frame from synchronous code, without waiting for it."""
         conn = self._conn
         if conn is not None:
-            task = asyncio.create_task(self._quiet_send(conn, frame))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            self._background(self._quiet_send(conn, frame), "send")
 
     @staticmethod
     async def _quiet_send(conn: Connection, frame: bytes) -> None:
