@@ -29,11 +29,17 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from confide._errors import ConfideError, PolicyError, QueryError
 from confide.algorithms._registry import Algorithm, DataContext, PeerContext, TableSource
 from confide.crypto import FixedPoint, min_bits
-from confide.query._generate import DenseLayout, dense_vector, local_sql, secure_aggregates
-from confide.query._ir import Aggregate
-from confide.query._schema import FederationSchema
-from confide.query._sql import parse_sql
-from confide.query.passes import Plan, compile_plan
+from confide.query import (
+    Aggregate,
+    DenseLayout,
+    FederationSchema,
+    Plan,
+    compile_plan,
+    dense_vector,
+    local_sql,
+    parse_sql,
+    secure_aggregates,
+)
 
 __all__ = ["QUERY_SQL", "QueryContribution", "QueryParams", "SourceRef", "compiled", "encoding_of"]
 

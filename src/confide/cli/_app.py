@@ -269,8 +269,7 @@ def query(
     parties, an exact median, row-level output) is refused with the operator, the reason
     and what is supported, before anything is sent.
     """
-    from confide.query._schema import load_schema
-    from confide.query._sql import parse_sql
+    from confide.query import load_schema, parse_sql
     from confide.query.passes import compile_plan
 
     if run and to != "researcher":
@@ -319,8 +318,7 @@ def submit(
     to the nodes' declared data sources; a malformed spec is refused naming the field.
     """
     from confide.client import Client, load_job
-    from confide.query._schema import FederationSchema
-    from confide.query._sql import parse_sql
+    from confide.query import FederationSchema, parse_sql
     from confide.query.passes import compile_plan
 
     spec = load_job(job)

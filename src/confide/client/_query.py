@@ -72,8 +72,7 @@ def run_query(
 ) -> QueryResult:
     """Run a federated SQL query end to end; see :meth:`Client.run_query`."""
     from confide.algorithms.federated_query import QueryParams, compiled, encoding_of
-    from confide.query._columns import output_columns
-    from confide.query._generate import finalise, withheld_groups
+    from confide.query import finalise, output_columns, withheld_groups
 
     params = QueryParams.model_validate(
         {"sql": sql, "schema": dict(schema), "decimals": decimals, "sources": dict(sources or {})}

@@ -19,6 +19,7 @@ data generators are in the repository's ``examples/``.
 """
 
 from confide._errors import QueryError
+from confide.query._columns import output_columns
 from confide.query._dsl import (
     Query,
     Rel,
@@ -36,11 +37,23 @@ from confide.query._dsl import (
     multiply,
     project,
 )
+from confide.query._generate import (
+    DenseLayout,
+    dense_vector,
+    finalise,
+    local_sql,
+    secure_aggregates,
+    withheld_groups,
+)
+from confide.query._ir import Aggregate, ColumnType
 from confide.query._schema import FederationSchema, load_schema
 from confide.query._sql import parse_sql
 from confide.query.passes import Plan, compile_plan
 
 __all__ = [
+    "Aggregate",
+    "ColumnType",
+    "DenseLayout",
     "FederationSchema",
     "Plan",
     "Query",
@@ -55,11 +68,17 @@ __all__ = [
     "concat",
     "create",
     "defCol",
+    "dense_vector",
     "divide",
     "filter",
+    "finalise",
     "join",
     "load_schema",
+    "local_sql",
     "multiply",
+    "output_columns",
     "parse_sql",
     "project",
+    "secure_aggregates",
+    "withheld_groups",
 ]
