@@ -132,7 +132,11 @@ class InProcessConsortium:
     ) -> Agent:
         config = load_node_config(self.local.node_config_path(node_id))
         kit = Kit.load(config.kit)
-        pool = workers or self.pools.get(node_id) or WorkerPool(config.data, 1, config.training_data)
+        pool = (
+            workers
+            or self.pools.get(node_id)
+            or WorkerPool(config.data, 1, config.training_data, node_id=node_id)
+        )
         if workers is None:
             self.pools[node_id] = pool
         url = hub_url or kit.hub_url

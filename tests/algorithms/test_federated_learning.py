@@ -1,4 +1,4 @@
-"""``fl.train``'s local step: the plan of a round, and a node that cannot take part saying why."""
+"""``fl.train``'s plan step: the plan of a round, and a node that cannot take part saying why."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ import pytest
 
 pytest.importorskip("opacus")
 
-from confide.algorithms.federated_learning import FL_TRAIN
+from confide._errors import ConfideError
+from confide.algorithms.federated_learning import FL_TRAIN, PLAN
 from confide.node import LocalData
 from confide.node._config import TrainingDataConfig
 
@@ -16,15 +17,15 @@ ROUND = {
     "dataset": "digits",
     "model": "image.cnn28",
     "weights": "AA==",
+    "parameters": 1,
     "round": 0,
     "rounds": 5,
 }
 
 
 def test_the_plan_gives_this_nodes_noise_for_the_whole_jobs_epsilon() -> None:
-    plan = FL_TRAIN.run(LocalData([], [DIGITS]), {**ROUND, "epsilon": 2.0, "batch_size": 60})
+    plan = FL_TRAIN.run(LocalData([], [DIGITS]), {**ROUND, "epsilon": 2.0, "batch_size": 60}, PLAN)
 
-    assert plan["problem"] is None
     assert plan["n_train"] == 540 and plan["n_test"] == 60
     assert plan["steps"] == 9 and plan["sample_rate"] == pytest.approx(60 / 540)
     assert 0.5 < plan["noise_multiplier"] < 5
@@ -38,14 +39,21 @@ def test_the_plan_gives_this_nodes_noise_for_the_whole_jobs_epsilon() -> None:
     ],
 )
 def test_a_node_that_cannot_train_says_why_in_its_plan(change: dict[str, object], problem: str) -> None:
-    plan = FL_TRAIN.run(LocalData([], [DIGITS]), {**ROUND, **change})
+    with pytest.raises(ConfideError) as refused:
+        FL_TRAIN.run(LocalData([], [DIGITS]), {**ROUND, **change}, PLAN)
 
-    assert problem in plan["problem"]
-    assert plan["length"] > 6  # still the round's vector length: the node can withdraw from the sum
+    assert problem in str(refused.value)
+
+
+def test_the_round_is_declared_by_the_task_so_a_node_that_cannot_plan_can_still_withdraw() -> None:
+    params = FL_TRAIN.parse_params({**ROUND, "epsilon": 1.0, "parameters": 1234})
+
+    (update,) = FL_TRAIN.secure_rounds(params, ["node-a", "node-b", "node-c"])
+
+    assert update.label == "update" and update.length == 1234 + 6
 
 
 def test_the_researcher_cannot_turn_off_the_nodes_secure_noise() -> None:
-    from confide._errors import ConfideError
     from confide.learning import LocalTraining
 
     with pytest.raises(ConfideError, match="secure_noise"):

@@ -16,6 +16,7 @@ import pytest
 import sqlalchemy as sa
 
 from confide._errors import QueryError
+from confide.algorithms import decode_vector
 from confide.algorithms.federated_query import QUERY_SQL
 from confide.local import PATIENT_COLUMNS, patients
 from confide.node import DataSourceConfig, LocalData
@@ -48,7 +49,7 @@ class RecordingData(LocalData):
     """The node's LocalData, noting which SQL it was asked to run in a database."""
 
     def __init__(self, sources: Sequence[DataSourceConfig]) -> None:
-        super().__init__(sources)
+        super().__init__(sources, node_id="node-a")
         self.ran: list[str] = []
 
     def run_sql(self, sql: str, tables: Sequence[str]) -> list[tuple[object, ...]]:
@@ -57,13 +58,13 @@ class RecordingData(LocalData):
 
 
 def _local(data: LocalData, sql: str = SQL) -> dict[str, Any]:
-    return QUERY_SQL.run(data, {"sql": sql, "schema": SCHEMA, "party": "node-a"})
+    return QUERY_SQL.run(data, {"sql": sql, "schema": SCHEMA})
 
 
 def _csv(rows: pa.Table, folder: Path) -> LocalData:
     path = folder / "patients.csv"
     pacsv.write_csv(rows, path)
-    return LocalData([DataSourceConfig.model_validate(_entry("csv", path=path))])
+    return LocalData(node_id="node-a", sources=[DataSourceConfig.model_validate(_entry("csv", path=path))])
 
 
 def _entry(format: str, **where: Any) -> dict[str, Any]:
@@ -93,7 +94,9 @@ def test_the_local_part_runs_in_sqlite_where_the_table_is_and_agrees_with_duckdb
     assert "FROM patients" in ran and "read_csv" not in ran
     expected = _local(_csv(rows, tmp_path))
     assert pushed["rows"] == expected["rows"]
-    np.testing.assert_allclose(pushed["vectors"][0], expected["vectors"][0], rtol=1e-12)
+    np.testing.assert_allclose(
+        decode_vector(pushed["vectors"]["q0"]), decode_vector(expected["vectors"]["q0"]), rtol=1e-12
+    )
 
 
 @pytest.mark.postgres
@@ -108,7 +111,9 @@ def test_the_local_part_runs_in_postgresql_where_the_table_is_and_agrees_with_du
     assert f"FROM {name}" in ran
     expected = _local(_csv(rows, tmp_path))
     assert pushed["rows"] == expected["rows"]
-    np.testing.assert_allclose(pushed["vectors"][0], expected["vectors"][0], rtol=1e-12)
+    np.testing.assert_allclose(
+        decode_vector(pushed["vectors"]["q0"]), decode_vector(expected["vectors"]["q0"]), rtol=1e-12
+    )
 
 
 def test_a_csv_value_of_the_wrong_type_fails_naming_the_table_not_the_value(tmp_path: Path) -> None:
@@ -119,7 +124,7 @@ def test_a_csv_value_of_the_wrong_type_fails_naming_the_table_not_the_value(tmp_
     cells[list(PATIENT_COLUMNS).index("age")] = '"sixty-one"'
     lines[7] = ",".join(cells)
     path.write_text("\n".join(lines) + "\n")
-    data = LocalData([DataSourceConfig.model_validate(_entry("csv", path=path))])
+    data = LocalData(node_id="node-a", sources=[DataSourceConfig.model_validate(_entry("csv", path=path))])
 
     with pytest.raises(QueryError, match="table 'patients' does not match the types declared") as raised:
         _local(data)
@@ -133,7 +138,8 @@ def test_a_column_the_node_does_not_declare_is_not_there_for_the_query(tmp_path:
     pq.write_table(patients(0, 50), path)
     columns = {k: v for k, v in PATIENT_COLUMNS.items() if k != "brain_ml"}
     data = LocalData(
-        [DataSourceConfig(name="patients", format="parquet", path=path, columns=columns)]  # type: ignore[arg-type]
+        node_id="node-a",
+        sources=[DataSourceConfig(name="patients", format="parquet", path=path, columns=columns)],  # type: ignore[arg-type]
     )
 
     with pytest.raises(QueryError, match='column "brain_ml" not found'):
@@ -145,19 +151,20 @@ def _ward_files(tmp_path: Path) -> LocalData:
     for ward, index in (("ward7", 0), ("ward9", 1)):
         pq.write_table(patients(index, 120), tmp_path / f"{ward}.parquet")
     return LocalData(
-        [
+        node_id="node-a",
+        sources=[
             DataSourceConfig(
                 name=w, format="parquet", path=tmp_path / f"{w}.parquet", columns=PATIENT_COLUMNS
             )  # type: ignore[arg-type]
             for w in ("ward7", "ward9")
-        ]
+        ],
     )
 
 
 @pytest.mark.parametrize("ref", [{"file": "ward9.parquet"}, {"table": "ward9"}])
 def test_a_job_maps_the_schema_table_to_the_source_it_names(tmp_path: Path, ref: dict[str, str]) -> None:
     data = _ward_files(tmp_path)
-    params = {"sql": SQL, "schema": SCHEMA, "party": "node-a", "sources": {"node-a": {"patients": ref}}}
+    params = {"sql": SQL, "schema": SCHEMA, "sources": {"node-a": {"patients": ref}}}
 
     mapped = QUERY_SQL.run(data, params)
 
@@ -165,13 +172,15 @@ def test_a_job_maps_the_schema_table_to_the_source_it_names(tmp_path: Path, ref:
     folder.mkdir()
     expected = _local(_csv(pq.read_table(tmp_path / "ward9.parquet"), folder))
     assert mapped["rows"] == expected["rows"]
-    np.testing.assert_allclose(mapped["vectors"][0], expected["vectors"][0], rtol=1e-12)
+    np.testing.assert_allclose(
+        decode_vector(mapped["vectors"]["q0"]), decode_vector(expected["vectors"]["q0"]), rtol=1e-12
+    )
 
 
 def test_a_file_name_the_node_does_not_hold_is_refused_naming_its_files(tmp_path: Path) -> None:
     data = _ward_files(tmp_path)
     ref = {"file": "ward3.parquet"}
-    params = {"sql": SQL, "schema": SCHEMA, "party": "node-a", "sources": {"node-a": {"patients": ref}}}
+    params = {"sql": SQL, "schema": SCHEMA, "sources": {"node-a": {"patients": ref}}}
 
     with pytest.raises(
         QueryError,

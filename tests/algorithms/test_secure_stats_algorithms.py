@@ -38,7 +38,7 @@ def test_moments_grouped_by_sex_match_the_pooled_data(consortium: InProcessConso
         assert column.count == mask.sum()
         assert column.mean == pytest.approx(x.mean(), abs=1e-3)
         assert column.std_sample == pytest.approx(x.std(ddof=1), abs=1e-3)
-    assert result.tables and result.tables[0].rows
+    assert result.tables() and result.tables()[0].rows
 
 
 def test_zscore_of_a_patient_in_his_age_group(consortium: InProcessConsortium) -> None:
@@ -77,7 +77,7 @@ def test_a_node_below_min_count_sits_out_says_so_and_the_others_still_finish(
         result = client.run_statistic(COLLABORATION, "stats.zscore", params, timeout_s=60)
 
     assert result.survivors == ("node-a", "node-c")
-    assert "3 rows for this statistic, fewer than its min_count 5" in result.refused["node-b"]
+    assert "3 rows for this task, fewer than its min_count 5" in result.refused["node-b"]
     ages = np.concatenate([patients(i, 200).column("age").to_numpy() for i in (0, 2)])
     assert result.output.count == ((ages >= 86) & (ages < 88)).sum()  # type: ignore[attr-defined]
 

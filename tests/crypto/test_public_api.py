@@ -12,6 +12,7 @@ def test_exported_names_are_pinned() -> None:
         "CHUNK_SIZE",
         "SEED_SIZE",
         "SHARE_SIZE",
+        "SIGNATURE_SIZE",
         "CertificateAuthority",
         "FixedPoint",
         "MaskKey",

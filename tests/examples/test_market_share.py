@@ -12,10 +12,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from confide.query import FederationSchema, Plan, QueryError, compile_plan
-from confide.query._generate import DenseLayout, finalise, run_local_duckdb, secure_aggregates
+from confide.query import (
+    DenseLayout,
+    FederationSchema,
+    Plan,
+    QueryError,
+    compile_plan,
+    finalise,
+    secure_aggregates,
+)
 from tests.conftest import COLLABORATION, InProcessConsortium
 from tests.examples.conftest import load, pooled, schema, start, text
+from tests.query._duckdb import run_local_duckdb
 
 EXAMPLE = "market_share"
 COMPANIES = ("contoso", "fabrikam", "northwind", "tailspin", "wingtip")

@@ -55,11 +55,11 @@ class CountingGatedWorkers(WorkerPool):
     async def warm_up(self) -> None:
         await self._inner.warm_up()
 
-    async def run(self, algorithm: str, params: dict[str, object]) -> StepOutcome:
+    async def run(self, algorithm: str, params: dict[str, object], step: str = "main") -> StepOutcome:
         self.runs += 1
         self._started.set()
         await self._gate.wait()
-        return await self._inner.run(algorithm, params)
+        return await self._inner.run(algorithm, params, step)
 
     def close(self) -> None:
         pass

@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from confide._errors import ProtocolError
-from confide.protocols._dp import (
+from confide.protocols.dp import (
     DistributedNoise,
     cdp_to_dp,
     distributed_epsilon,

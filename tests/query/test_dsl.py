@@ -10,25 +10,9 @@ import pytest
 
 from confide._errors import QueryError
 from confide.query._columns import output_columns
-from confide.query._dsl import (
-    Col,
-    ColumnDef,
-    Query,
-    Rel,
-    aggregate,
-    aggregate_count,
-    aggregate_many,
-    col,
-    collect,
-    concat,
-    create,
-    defCol,
-    divide,
-    filter,
-    join,
-    multiply,
-    project,
-)
+from confide.query._dsl import Col, ColumnDef, Query, Rel, col, create, defCol
+from confide.query._dsl_aggregate import aggregate, aggregate_count, aggregate_many
+from confide.query._dsl_operators import collect, concat, divide, filter, join, multiply, project
 from confide.query._ir import (
     AggFunc,
     Aggregate,

@@ -1,10 +1,13 @@
-"""``confide.query``'s public API (what the worked examples import) is pinned."""
+"""``confide.query``'s public API (what the worked examples and the other packages import) is pinned."""
 
 from __future__ import annotations
 
 import confide.query
 
 PINNED = {
+    "Aggregate",
+    "ColumnType",
+    "DenseLayout",
     "FederationSchema",
     "Plan",
     "Query",
@@ -19,13 +22,19 @@ PINNED = {
     "concat",
     "create",
     "defCol",
+    "dense_vector",
     "divide",
     "filter",
+    "finalise",
     "join",
     "load_schema",
+    "local_sql",
     "multiply",
+    "output_columns",
     "parse_sql",
     "project",
+    "secure_aggregates",
+    "withheld_groups",
 }
 
 

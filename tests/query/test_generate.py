@@ -20,18 +20,14 @@ import psycopg
 import pytest
 
 from confide._errors import QueryError
-from confide.query._generate import (
-    DenseLayout,
-    dense_vector,
-    finalise,
-    local_sql,
-    run_local_duckdb,
-    secure_aggregates,
-)
 from confide.query._ir import AggFunc, Aggregate, AggregateSpec, Collect, Concat, Project, Scan
+from confide.query._layout import DenseLayout, dense_vector, secure_aggregates
+from confide.query._local_sql import local_sql
+from confide.query._receiver import finalise
 from confide.query._schema import FederationSchema
 from confide.query._sql import parse_sql
 from confide.query.passes import Plan, compile_plan
+from tests.query._duckdb import run_local_duckdb
 
 PARTIES = ("acme", "globex", "initech")
 COLUMNS = ("gender", "job", "age", "salary", "hours", "bonus")

@@ -24,7 +24,10 @@ from confide.query._ir import (
     Sqrt,
 )
 from confide.query._schema import FederationSchema
-from confide.query.passes import Placement, compile_plan, push_down, resolve, rewrite_aggregates
+from confide.query.passes import Placement, compile_plan
+from confide.query.passes.push_down import push_down
+from confide.query.passes.resolve import resolve
+from confide.query.passes.rewrite_aggregates import rewrite_aggregates
 
 EMPLOYERS = ("acme", "globex", "initech")
 SCHEMA = FederationSchema.model_validate(

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from confide.query._generate import DenseLayout, finalise, secure_aggregates, withheld_groups
 from confide.query._ir import AggFunc, Aggregate, AggregateSpec, Collect, Concat, Project, Scan
+from confide.query._layout import DenseLayout, secure_aggregates
+from confide.query._receiver import finalise, withheld_groups
 from confide.query._schema import FederationSchema
 from confide.query._sql import parse_sql
 from confide.query.passes import Plan, compile_plan
@@ -27,7 +28,10 @@ SCHEMA = FederationSchema.model_validate(
 )
 
 
-def _totals(plan: Plan, cells: dict[tuple[str, ...], dict[str, float]]) -> tuple[np.ndarray, DenseLayout]:
+Cells = dict[tuple[str, ...], dict[str, float]]  # each group's labels -> its specs' totals
+
+
+def _totals(plan: Plan, cells: Cells) -> tuple[np.ndarray, DenseLayout]:
     [aggregate] = secure_aggregates(plan)
     layout = DenseLayout.for_aggregate(aggregate, SCHEMA, max_rows=1000)
     total = [
@@ -43,7 +47,7 @@ def test_a_group_below_min_count_is_withheld_and_counted() -> None:
         parse_sql("SELECT gender, COUNT(*) AS n, AVG(salary) AS mean FROM employees GROUP BY gender", SCHEMA),
         SCHEMA,
     )
-    cells = {
+    cells: Cells = {
         ("F",): {"n": 3, "__count_salary": 3, "__sum_salary": 150.0},
         ("M",): {"n": 8, "__count_salary": 8, "__sum_salary": 800.0},
     }
@@ -67,7 +71,7 @@ def test_a_total_over_groups_with_a_withheld_one_is_unknown_not_partial() -> Non
     )
     # The per-job totals are summed at the receiver: the query must reveal them.
     plan = compile_plan(Collect(overall, "researcher", reveal=("revenue",)), SCHEMA)
-    cells = {
+    cells: Cells = {
         ("engineer",): {"revenue": 900.0, "n": 9},
         ("manager",): {"revenue": 50.0, "n": 1},
         ("sales",): {"revenue": 700.0, "n": 7},
@@ -84,7 +88,7 @@ def test_a_ratio_with_a_withheld_factor_is_withheld_and_a_comparison_with_it_is_
     [aggregate] = secure_aggregates(plan)
     counts = [s.out for s in aggregate.aggregates if s.func is AggFunc.COUNT]
     sums = [s.out for s in aggregate.aggregates if s.func is AggFunc.SUM]
-    cells = {
+    cells: Cells = {
         ("F",): {**dict.fromkeys(counts, 2.0), **dict.fromkeys(sums, 100.0)},
         ("M",): {**dict.fromkeys(counts, 6.0), **dict.fromkeys(sums, 600.0)},
     }
@@ -99,7 +103,7 @@ def test_a_sum_alone_still_counts_its_rows_so_a_small_group_is_withheld() -> Non
     plan = compile_plan(
         parse_sql("SELECT gender, SUM(salary) AS payroll FROM employees GROUP BY gender", SCHEMA), SCHEMA
     )
-    cells = {
+    cells: Cells = {
         ("F",): {"payroll": 250_000.0, "__count_rows": 2},
         ("M",): {"payroll": 900_000.0, "__count_rows": 9},
     }

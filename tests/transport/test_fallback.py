@@ -5,8 +5,7 @@ from __future__ import annotations
 import pytest
 
 from confide._errors import TransportError
-from confide.transport import Connection, memory_pair
-from confide.transport._fallback import FallbackConnector
+from confide.transport import Connection, FallbackConnector, memory_pair
 
 
 class FakeConnector:

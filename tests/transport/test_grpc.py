@@ -17,12 +17,10 @@ import pytest
 
 from confide._errors import TransportError
 from confide.crypto import CertificateAuthority, certificate_pem
-from confide.hub._grpc import GrpcNodeServer
 from confide.kit import Kit
 from confide.local import free_port
 from confide.node import Agent, load_node_config
-from confide.transport import Connection
-from confide.transport._grpc import GrpcConnection, GrpcConnector
+from confide.transport import Connection, GrpcConnection, GrpcConnector, GrpcNodeServer
 from tests.conftest import COLLABORATION, SUMMARY_PARAMS, InProcessConsortium
 
 Serve = Callable[[Connection], Coroutine[Any, Any, None]]

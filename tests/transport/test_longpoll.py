@@ -1,7 +1,8 @@
 """HTTPS long-polling: frames both ways over plain requests, held polls, sweeps, limits, clear errors.
 
 Each test runs a real uvicorn server on a loopback socket in the test's own event loop,
-with a small app holding only the ``/lp`` router; the last test runs the real hub.
+with a small app holding only the ``/lp`` router; the last test runs the real hub. Limits
+are patched where they are read: the node's end, the hub's sessions, the hub's endpoints.
 """
 
 from __future__ import annotations
@@ -20,14 +21,15 @@ import pytest
 import uvicorn
 from fastapi import FastAPI
 
-import confide.hub._longpoll as hub_longpoll
-import confide.transport._longpoll as node_longpoll
+import confide.transport._longpoll._client as node_end
+import confide.transport._longpoll._routes as hub_routes
+import confide.transport._longpoll._session as hub_sessions
 from confide._errors import TransportError, WireError
-from confide.hub._longpoll import LongPollHub, LongPollSession, router
 from confide.kit import Kit
 from confide.node import Agent, load_node_config
-from confide.transport import Connection
-from confide.transport._longpoll import LongPollConnection, LongPollConnector, pack_frames, unpack_frames
+from confide.transport import Connection, LongPollConnection, LongPollConnector, LongPollHub, longpoll_router
+from confide.transport._longpoll._framing import pack_frames, unpack_frames
+from confide.transport._longpoll._session import LongPollSession
 from tests.conftest import COLLABORATION, SUMMARY_PARAMS, InProcessConsortium
 
 T = TypeVar("T")
@@ -79,7 +81,7 @@ class Served:
 @contextlib.asynccontextmanager
 async def serving(hub: LongPollHub, *, enabled: bool = True) -> AsyncIterator[Served]:
     app = FastAPI()
-    app.include_router(router)
+    app.include_router(longpoll_router())
     if enabled:
         app.state.longpoll = hub
     sock = socket.socket()
@@ -298,7 +300,7 @@ async def test_closing_the_node_side_ends_the_hub_side() -> None:
 
 
 async def test_a_node_collecting_nothing_is_cut_off(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(hub_longpoll, "MAX_QUEUED", 100)
+    monkeypatch.setattr(hub_sessions, "MAX_QUEUED", 100)
     side = HubSide(echo=False)
 
     async with serving(LongPollHub(side.serve)) as served, connected(served.url) as conn:
@@ -313,7 +315,7 @@ async def test_a_node_collecting_nothing_is_cut_off(monkeypatch: pytest.MonkeyPa
 
 
 async def test_oversized_and_malformed_bodies_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(hub_longpoll, "MAX_BODY", 1000)
+    monkeypatch.setattr(hub_routes, "MAX_BODY", 1000)
 
     async with (
         serving(LongPollHub(HubSide().serve)) as served,
@@ -330,7 +332,7 @@ async def test_oversized_and_malformed_bodies_are_refused(monkeypatch: pytest.Mo
 
 
 async def test_an_oversized_frame_is_refused_before_sending(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(node_longpoll, "MAX_FRAME", 10)
+    monkeypatch.setattr(node_end, "MAX_FRAME", 10)
 
     async with serving(LongPollHub(HubSide().serve)) as served, connected(served.url) as conn:
         with pytest.raises(TransportError, match="exceeds the long-poll limit of 10"):
@@ -451,7 +453,7 @@ def test_a_node_on_long_polling_serves_a_task_with_the_real_hub(tmp_path: Path) 
 
         async def enable() -> None:
             # Starlette matches routes per request, so a router added to the running app serves.
-            c.app.include_router(router)
+            c.app.include_router(longpoll_router())
             c.app.state.longpoll = hub
 
         c.bg.call(enable())

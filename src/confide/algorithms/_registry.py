@@ -1,210 +1,46 @@
-"""The algorithm registry: allow-listed steps a node may run, found by entry point.
+"""The algorithm registry: what a node may run and how the researcher finalises it, found by entry point.
 
-An :class:`Algorithm` declares its parameters and its output as pydantic models; the
-node validates the researcher's parameters before running and the step's output before
-it leaves, so an algorithm cannot send out more than it declared. Third-party packages
-add algorithms under the entry-point group ``confide.algorithms``; a node still runs only
-those its policy allows.
+An :class:`Algorithm` declares both halves of its round trip. At the node: its parameters
+and output as pydantic models (the node validates the researcher's parameters before
+running and every output before it leaves, so an algorithm cannot send out more than it
+declared), its step(s) in the worker, and either a multi-party ``protocol`` of its own or
+the secure rounds it needs (:mod:`confide.algorithms._secure` runs those, the same way for
+every algorithm). At the researcher: a pure ``finalise`` from the decoded totals to a
+:class:`~confide.algorithms.Finalised` result. Third-party packages add algorithms under
+the entry-point group ``confide.algorithms``; a node still runs only those its policy allows.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from importlib.metadata import entry_points
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any
 
-import numpy as np
-import numpy.typing as npt
-import pyarrow as pa
 from pydantic import BaseModel, ValidationError
 
 from confide._errors import AlgorithmError
-from confide.protocols.secagg import Contribution
+from confide.algorithms._context import MAIN_STEP, DataContext, PeerContext
+from confide.algorithms._result import Finalised
+from confide.algorithms._secure import LocalFigures, SecureReport, SecureRound, SecureTotals, contribute
 
-if TYPE_CHECKING:
-    from confide.learning._data import TrainingSplit
-
-__all__ = [
-    "ENTRY_POINT_GROUP",
-    "Algorithm",
-    "DataContext",
-    "PeerContext",
-    "TableSource",
-    "TrainingCost",
-    "TrainingSpend",
-    "available",
-    "get_algorithm",
-]
+__all__ = ["ENTRY_POINT_GROUP", "Algorithm", "Step", "available", "get_algorithm"]
 
 ENTRY_POINT_GROUP = "confide.algorithms"
 
 
 @dataclass(frozen=True)
-class TableSource:
-    """How SQL reads one of the node's tables where it lives, for steps that push SQL down.
+class Step:
+    """A named extra step of an algorithm, run in the worker, and the model of what it returns."""
 
-    Parameters
-    ----------
-    name : str
-        The declared table name.
-    select : str
-        One SELECT, written by the node, of exactly the declared columns under their declared
-        names and types; trusted SQL for :func:`confide.query.local_sql`'s ``source``.
-    dialect : str or None
-        The sqlglot dialect ``select`` is written in and the database speaks (``"duckdb"``
-        for files, ``"postgres"``, ``"sqlite"``); ``None`` for a database the query
-        generator does not write SQL for (read it with :meth:`DataContext.table` instead).
-    database : str or None
-        The database ``select`` runs in (its URL without the password), the same for tables in
-        the same database: run SQL there with :meth:`DataContext.run_sql`. ``None``: a file,
-        which ``select`` scans in any DuckDB.
-    """
-
-    name: str
-    select: str
-    dialect: str | None
-    database: str | None
+    run: Callable[[DataContext, Any], BaseModel]
+    output: type[BaseModel]
 
 
-@dataclass(frozen=True)
-class TrainingCost:
-    """What one round of DP-SGD costs: ``steps`` noisy steps at ``noise_multiplier`` and ``sample_rate``.
-
-    ``noise_multiplier`` is ``None`` for training without differential privacy (allowed only
-    where the policy says ``allow_training_without_dp``). ``rounds_left`` counts this round.
-    """
-
-    noise_multiplier: float | None
-    sample_rate: float
-    steps: int
-    rounds_left: int
-    delta: float
-
-
-@dataclass(frozen=True)
-class TrainingSpend:
-    """Epsilon spent (at ``delta``) by this job and on the dataset by every job, this round included."""
-
-    job_epsilon: float
-    dataset_epsilon: float
-    delta: float
-
-
-class DataContext(Protocol):
-    """What a step may read: the node's declared tables, by name."""
-
-    def table(self, name: str) -> pa.Table:
-        """The table ``name`` as Arrow, checked against its declared schema."""
-        ...
-
-    def table_names(self) -> list[str]:
-        """Names of the tables this node offers."""
-        ...
-
-    def files(self) -> dict[str, str]:
-        """The tables kept in files, each with its file's name (no folder): what job specs name."""
-        ...
-
-    def source(self, name: str) -> TableSource:
-        """Where table ``name`` lives and the SQL that reads its declared columns there."""
-        ...
-
-    def training_data(self, name: str) -> TrainingSplit:
-        """Training data set ``name`` (node.yaml ``training_data``): its training and held-out parts."""
-        ...
-
-    def run_sql(self, sql: str, tables: Sequence[str]) -> list[tuple[object, ...]]:
-        """Run one SELECT in the database that all of ``tables`` live in; its rows.
-
-        ``sql`` reads the tables only through their :attr:`TableSource.select`. The node
-        runs it read-only, in a transaction it rolls back.
-        """
-        ...
-
-
-class PeerContext(Protocol):
-    """What a multi-party protocol sees: this node, the task's nodes, sealed messaging."""
-
-    @property
-    def node_id(self) -> str:
-        """This node's id."""
-        ...
-
-    @property
-    def nodes(self) -> list[str]:
-        """Every node of the task, sorted (the same list at every node)."""
-        ...
-
-    async def local(self, params: Mapping[str, object]) -> dict[str, object]:
-        """Run the algorithm's ``step`` on this node's data, in the worker process."""
-        ...
-
-    async def send(self, peer: str, data: bytes) -> None:
-        """Send ``data`` to ``peer``, sealed end to end (the hub relays ciphertext)."""
-        ...
-
-    async def recv(self, peer: str, timeout_s: float = 60.0) -> bytes:
-        """The next message from ``peer``; :class:`AlgorithmError` after ``timeout_s``."""
-        ...
-
-    async def send_stream(self, peer: str, data: bytes, *, window: int = 8) -> None:
-        """Send a large payload to ``peer`` as sealed 1 MiB chunks, ``window`` in flight."""
-        ...
-
-    async def recv_stream(self, peer: str, timeout_s: float = 60.0) -> bytes:
-        """The next stream from ``peer``, reassembled and checked."""
-        ...
-
-    async def secure_sum(
-        self,
-        values: npt.NDArray[np.unsignedinteger[Any]],
-        *,
-        label: str = "sum",
-        bits: int = 64,
-        threshold: int | None = None,
-        timeout_s: float = 300.0,
-        leave_after_input: bool = False,
-        masked: bool = True,
-    ) -> Contribution:
-        """Add ``values`` (in Z_2^bits) to the task's secure sum ``label``, the hub as server.
-
-        Only the researcher learns the total (it removes the output pads); see
-        :mod:`confide.protocols.secagg`.
-        """
-        ...
-
-    async def withdraw_from_sum(
-        self, length: int, reason: str, *, label: str = "sum", bits: int = 64, threshold: int | None = None
-    ) -> None:
-        """Sit out the secure sum ``label`` (so the others need not wait) and say why."""
-        ...
-
-    @property
-    def min_count(self) -> int:
-        """The node policy's smallest number of rows a statistic may cover."""
-        ...
-
-    async def charge_privacy(self, dataset: str, epsilon: float, delta: float) -> None:
-        """Spend privacy budget on ``dataset`` in the node's ledger; :class:`PolicyError` if exhausted."""
-        ...
-
-    async def charge_training(
-        self, dataset: str, job_id: str, round: int, cost: TrainingCost
-    ) -> TrainingSpend:
-        """Record one round of DP-SGD on training data ``dataset`` in the node's accountant.
-
-        Refused (:class:`PolicyError`, saying how much is left) if this round and the
-        ``cost.rounds_left - 1`` like it still to come would take the dataset past the
-        policy's budget, counting every job ever run on it. Call it before training.
-        """
-        ...
-
-
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Algorithm:
-    """One registered algorithm step.
+    """One registered algorithm: its node half and its researcher half.
 
     Parameters
     ----------
@@ -214,25 +50,50 @@ class Algorithm:
         One line for ``confide algorithms`` and error messages.
     params : type[BaseModel]
         Model of the parameters the researcher sends (sealed).
-    output : type[BaseModel]
-        Model of what the step may return; anything else is refused by the node.
     step : Callable
-        ``step(data, params) -> output``; runs in the node's worker process.
-    protocol : Callable, optional
-        For multi-party algorithms: ``await protocol(peers, params) -> output`` runs in the
-        node's agent and talks to the task's other nodes through ``peers``; it gets its
-        local figures by ``await peers.local(params)`` (the ``step``, in the worker).
+        ``step(data, params) -> local``; runs in the node's worker process.
+    output : type[BaseModel]
+        Model of what the node sends the researcher; anything else is refused by the node.
+        Algorithms with ``rounds`` send a :class:`SecureReport`.
     local : type[BaseModel], optional
-        What ``step`` returns when a ``protocol`` combines it (defaults to ``output``).
+        What ``step`` returns when a protocol or the secure rounds use it (defaults to
+        ``output``, or :class:`LocalFigures` with ``rounds``).
+    steps : Mapping[str, Step]
+        Further steps by name, for protocols that run more than one (``peers.local(params, name)``).
+    protocol : Callable, optional
+        A multi-party protocol of its own: ``await protocol(peers, params) -> output`` runs in
+        the node's agent and talks to the task's other nodes through ``peers``.
+    rounds : Callable, optional
+        ``rounds(params, nodes) -> [SecureRound]``: the secure sums the algorithm needs, pure,
+        the same at every node and the researcher. The node runs them through
+        :func:`~confide.algorithms.contribute`.
+    gather : Callable, optional
+        ``await gather(peers, params) -> LocalFigures``: this node's figures for the rounds
+        (default: ``step`` in the worker).
+    finalise : Callable, optional
+        ``finalise(params, totals: SecureTotals) -> Finalised``, pure, at the researcher.
+    echo_params : bool
+        Whether each node's report repeats the parameters, so a task can be finalised from
+        its id alone (``confide task result``); off for large parameters (model weights).
     """
 
     name: str
     description: str
     params: type[BaseModel]
-    output: type[BaseModel]
     step: Callable[[DataContext, Any], BaseModel]
-    protocol: Callable[[PeerContext, Any], Awaitable[BaseModel]] | None = None
+    output: type[BaseModel] = SecureReport
     local: type[BaseModel] | None = None
+    steps: Mapping[str, Step] = field(default_factory=dict)
+    protocol: Callable[[PeerContext, Any], Awaitable[BaseModel]] | None = None
+    rounds: Callable[[Any, Sequence[str]], Sequence[SecureRound]] | None = None
+    gather: Callable[[PeerContext, Any], Awaitable[LocalFigures]] | None = None
+    finalise: Callable[[Any, SecureTotals], Finalised] | None = None
+    echo_params: bool = False
+
+    @property
+    def multiparty(self) -> bool:
+        """Whether the node runs it with its peers (a protocol or secure rounds), not alone."""
+        return self.protocol is not None or self.rounds is not None
 
     def parse_params(self, raw: Mapping[str, object]) -> BaseModel:
         """Validate researcher parameters; :class:`AlgorithmError` names the bad field."""
@@ -241,17 +102,47 @@ class Algorithm:
         except ValidationError as exc:
             raise AlgorithmError(f"invalid parameters for {self.name}: {_describe(exc)}") from None
 
-    def run(self, data: DataContext, raw_params: Mapping[str, object]) -> dict[str, object]:
-        """Run the step and return its output, validated against the declared model."""
-        produced = self.step(data, self.parse_params(raw_params))
-        return self._checked(produced, self.local or self.output)
+    def secure_rounds(self, params: BaseModel, nodes: Sequence[str]) -> list[SecureRound]:
+        """The secure sums this algorithm runs over ``nodes`` (none for a per-node algorithm)."""
+        return [] if self.rounds is None else list(self.rounds(params, sorted(nodes)))
+
+    def run(
+        self, data: DataContext, raw_params: Mapping[str, object], step: str = MAIN_STEP
+    ) -> dict[str, object]:
+        """Run one step and return its output, validated against the declared model."""
+        if step == MAIN_STEP:
+            run, declared = self.step, self.local or (LocalFigures if self.rounds else self.output)
+        elif step in self.steps:
+            run, declared = self.steps[step].run, self.steps[step].output
+        else:
+            raise AlgorithmError(f"{self.name} has no step {step!r}")
+        return self._checked(run(data, self.parse_params(raw_params)), declared)
 
     async def run_protocol(self, peers: PeerContext, raw_params: Mapping[str, object]) -> dict[str, object]:
-        """Run the multi-party protocol and validate what it produced."""
-        if self.protocol is None:
+        """Run the multi-party part at this node and validate what it produced."""
+        params = self.parse_params(raw_params)
+        if self.protocol is not None:
+            produced = await self.protocol(peers, params)
+        elif self.rounds is not None:
+            produced = await self._run_rounds(peers, params)
+        else:
             raise AlgorithmError(f"{self.name} is not a multi-party algorithm")
-        produced = await self.protocol(peers, self.parse_params(raw_params))
         return self._checked(produced, self.output)
+
+    async def _run_rounds(self, peers: PeerContext, params: BaseModel) -> SecureReport:
+        rounds = self.secure_rounds(params, peers.nodes)
+        gather = self.gather or _gather_in_worker
+        figures, outcomes = await contribute(
+            peers, rounds, lambda: gather(peers, params), timeout_s=float(getattr(params, "timeout_s", 300.0))
+        )
+        return SecureReport(
+            algorithm=self.name,
+            node=peers.node_id,
+            survivors={label: list(outcome.survivors) for label, outcome in outcomes.items()},
+            min_count=peers.min_count,
+            params=params.model_dump(mode="json", by_alias=True) if self.echo_params else None,
+            details=figures.details,
+        )
 
     def _checked(self, produced: BaseModel, declared: type[BaseModel]) -> dict[str, object]:
         try:
@@ -262,6 +153,10 @@ class Algorithm:
                 f"({_describe(exc)}); nothing was sent"
             ) from None
         return checked.model_dump(mode="json")
+
+
+async def _gather_in_worker(peers: PeerContext, params: BaseModel) -> LocalFigures:
+    return LocalFigures.model_validate(await peers.local(params.model_dump(mode="json", by_alias=True)))
 
 
 @cache

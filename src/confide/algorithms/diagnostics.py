@@ -15,7 +15,8 @@ import time
 from pydantic import BaseModel, ConfigDict, Field
 
 from confide._errors import AlgorithmError
-from confide.algorithms._registry import Algorithm, DataContext, PeerContext
+from confide.algorithms._context import DataContext, PeerContext
+from confide.algorithms._registry import Algorithm
 
 __all__ = ["RELAY", "RelayOutput", "RelayParams"]
 

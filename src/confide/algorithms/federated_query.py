@@ -1,33 +1,41 @@
 """``query.sql``: a federated SQL query, compiled at every node, combined by secure sums.
 
 Every node compiles the same query against the same federation schema (both in the
-sealed task parameters), so all nodes agree on the plan without trusting the hub. Then:
+sealed task parameters), so all nodes agree on the plan without trusting the hub. The
+algorithm declares:
 
-1. the worker runs, for each secure-sum aggregate of the plan, this node's local part as
-   SQL where the data is, and turns the rows into a dense vector over the declared domains
-   (:mod:`confide.query._generate`); the researcher's SQL text itself never runs. Each table
-   is read through the node's SELECT of its declared columns (``DataContext.source``): if
-   every table of the part is in one database the generator writes SQL for (PostgreSQL,
-   SQLite), the part runs there (``DataContext.run_sql``); otherwise in DuckDB, over views
-   that scan the CSV and Parquet files directly (so DuckDB pushes projections and filters
-   into the scan) and over the other tables read into Arrow;
-2. the node applies its ``min_count`` to the rows it contributes and sits out otherwise;
-3. each vector is fixed-point encoded and added by secure aggregation (round ``q<i>``);
-4. the researcher's client compiles the plan again, removes the pads, decodes and
-   finalises at the receiver (``Client.run_query``).
+- step (worker, every node): for each secure-sum aggregate of the plan, this node's local
+  part as SQL where the data is, turned into a dense vector over the declared domains; the
+  researcher's SQL text itself never runs. Each table is read through the node's SELECT
+  of its declared columns (``DataContext.source``): if every table of the part is in one
+  database the generator writes SQL for (PostgreSQL, SQLite), the part runs there
+  (``DataContext.run_sql``); otherwise in DuckDB, over views that scan the CSV and Parquet
+  files directly (so DuckDB pushes projections and filters into the scan) and over the
+  other tables read into Arrow;
+- rounds ``q0``, ``q1``, ...: one secure sum per aggregate, fixed-point encoded; a node
+  whose part covers fewer than its ``min_count`` rows (but some) sits out;
+- finalise (researcher): decode each total and evaluate the operators placed at the
+  receiver; groups below the largest ``min_count`` are withheld (:class:`QueryResult`).
 """
 
 from __future__ import annotations
 
+import json
 import logging
-from typing import Any
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any, overload
 
 import duckdb
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from confide._errors import ConfideError, PolicyError, QueryError
-from confide.algorithms._registry import Algorithm, DataContext, PeerContext, TableSource
+from confide._errors import QueryError
+from confide.algorithms._context import DataContext, TableSource
+from confide.algorithms._registry import Algorithm
+from confide.algorithms._result import ResultTable
+from confide.algorithms._secure import LocalFigures, SecureRound, SecureTotals
 from confide.crypto import FixedPoint, min_bits
 from confide.query import (
     Aggregate,
@@ -36,12 +44,15 @@ from confide.query import (
     Plan,
     compile_plan,
     dense_vector,
+    finalise,
     local_sql,
+    output_columns,
     parse_sql,
     secure_aggregates,
+    withheld_groups,
 )
 
-__all__ = ["QUERY_SQL", "QueryContribution", "QueryParams", "SourceRef", "compiled", "encoding_of"]
+__all__ = ["QUERY_SQL", "QueryParams", "QueryResult", "SourceRef", "compiled", "encoding_of"]
 
 log = logging.getLogger("confide.algorithms.query")
 
@@ -75,37 +86,94 @@ class QueryParams(BaseModel):
     decimals: int = Field(default=3, ge=0, le=9)
     max_rows: int = Field(default=10_000_000, ge=1, le=10**12)
     sources: dict[str, dict[str, SourceRef]] = Field(default_factory=dict)
-    party: str | None = Field(default=None, description="set by the node itself, never by the researcher")
     timeout_s: float = Field(default=300.0, gt=0, le=3600)
 
 
-class LocalVectors(BaseModel):
-    """This node's dense vectors, one per secure sum, and the rows each covers."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    vectors: list[list[float]]
-    rows: list[int]
+Row = dict[str, object]
 
 
-class QueryContribution(BaseModel):
-    """What a node reports to the researcher (sealed): which rounds it joined."""
+@dataclass(frozen=True)
+class QueryResult(Sequence[Row]):
+    """A federated query's result rows, and who they came from (:class:`~confide.algorithms.Finalised`).
 
-    model_config = ConfigDict(extra="forbid")
+    It is a sequence of rows (dicts, columns in the query's order), so ``result[0]["n"]``
+    and ``for row in result`` work; the rest says how it was computed.
+    """
 
-    node: str
-    rounds: list[str]
-    survivors: list[list[str]]
-    min_count: int
+    task_id: str
+    columns: tuple[str, ...]
+    rows: tuple[Row, ...]
+    survivors: tuple[str, ...]
+    """Nodes whose data every secure sum of the query includes."""
+    sat_out: Mapping[str, str] = field(default_factory=dict)
+    """Nodes that did not contribute, and why (their own words)."""
+    min_count: int = 0
+    suppressed: int = 0
+    """Groups withheld for having fewer than ``min_count`` rows."""
+
+    @overload
+    def __getitem__(self, index: int) -> Row: ...
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[Row]: ...
+    def __getitem__(self, index: int | slice) -> Row | Sequence[Row]:
+        return self.rows[index]
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __iter__(self) -> Iterator[Row]:
+        return iter(self.rows)
+
+    def tables(self) -> list[ResultTable]:
+        """The rows as one table."""
+        cells = [[_cell(row.get(c)) for c in self.columns] for row in self.rows]
+        return [ResultTable(f"task {self.task_id}", list(self.columns), cells)]
+
+    def notes(self) -> list[str]:
+        """Who was summed and how many groups were withheld."""
+        return [
+            f"secure aggregation over {len(self.survivors)} node(s): {', '.join(self.survivors) or 'none'}; "
+            f"groups from fewer than {self.min_count} rows are withheld (-)"
+            + (f": {self.suppressed} withheld" if self.suppressed else "")
+        ]
+
+    def to_json(self) -> dict[str, Any]:
+        """The result as JSON."""
+        return {
+            "task": self.task_id,
+            "columns": list(self.columns),
+            "rows": [dict(row) for row in self.rows],
+            "survivors": list(self.survivors),
+            "sat_out": dict(self.sat_out),
+            "min_count": self.min_count,
+            "suppressed": self.suppressed,
+        }
+
+
+def _cell(value: object) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:,.4g}" if abs(value) < 1e4 else f"{value:,.2f}"
+    return str(value)
 
 
 def compiled(params: QueryParams) -> tuple[Plan, FederationSchema, list[DenseLayout]]:
-    """The plan every party computes alike, and the layout of each of its secure sums."""
-    schema = FederationSchema.model_validate(params.schema_)
-    plan = compile_plan(parse_sql(params.sql, schema), schema)
-    layouts = [
-        DenseLayout.for_aggregate(a, schema, max_rows=params.max_rows) for a in secure_aggregates(plan)
-    ]
+    """The plan every party computes alike, and the layout of each of its secure sums.
+
+    Compiled once per process for the same query, schema and ``max_rows``: the researcher
+    asks for the rounds before submitting and again to finalise.
+    """
+    key = json.dumps([params.sql, params.schema_, params.max_rows], sort_keys=True)
+    return _compiled(key)
+
+
+@lru_cache(maxsize=32)
+def _compiled(key: str) -> tuple[Plan, FederationSchema, list[DenseLayout]]:
+    sql, schema_fields, max_rows = json.loads(key)
+    schema = FederationSchema.model_validate(schema_fields)
+    plan = compile_plan(parse_sql(sql, schema), schema)
+    layouts = [DenseLayout.for_aggregate(a, schema, max_rows=max_rows) for a in secure_aggregates(plan)]
     if not layouts:
         raise QueryError("the query has no secure sum: nothing would be combined across the nodes")
     return plan, schema, layouts
@@ -118,10 +186,8 @@ def encoding_of(layout: DenseLayout, params: QueryParams, parties: int) -> Fixed
     return FixedPoint(scale, bound, parties, min_bits(scale, bound, parties))
 
 
-def _local(data: DataContext, params: QueryParams) -> LocalVectors:
-    if params.party is None:
-        raise QueryError("query.sql runs its local part only inside a node's protocol")
-    party = params.party
+def _local(data: DataContext, params: QueryParams) -> LocalFigures:
+    party = data.node_id
     plan, _, layouts = compiled(params)
     vectors, rows = [], []
     sources: dict[str, TableSource] = {}  # by the schema's table name
@@ -144,11 +210,12 @@ def _local(data: DataContext, params: QueryParams) -> LocalVectors:
                 sql = local_sql(aggregate, party, layout, dialect="duckdb", source=_view)
                 result = _execute(files, sql, list(mine)).fetchall()
             vector = dense_vector(result, layout)
-            vectors.append(vector.tolist())
+            vectors.append(vector)
             counts = [j for j, s in enumerate(layout.specs) if s.func.value == "count"]
             per_group = vector.reshape(layout.groups, len(layout.specs))
             rows.append(int(per_group[:, counts].max(axis=1).sum()) if counts else 0)
-    return LocalVectors(vectors=vectors, rows=rows)
+    labels = _labels(layouts)
+    return LocalFigures.of(dict(zip(labels, vectors, strict=True)), dict(zip(labels, rows, strict=True)))
 
 
 def _resolve(data: DataContext, table: str, ref: SourceRef | None) -> TableSource:
@@ -237,31 +304,29 @@ def _first_line(exc: Exception) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
-async def _protocol(peers: PeerContext, params: QueryParams) -> QueryContribution:
+def _labels(layouts: list[DenseLayout]) -> list[str]:
+    return [f"q{i}" for i in range(len(layouts))]
+
+
+def _rounds(params: QueryParams, nodes: Sequence[str]) -> list[SecureRound]:
     _, _, layouts = compiled(params)
-    encodings = [encoding_of(layout, params, len(peers.nodes)) for layout in layouts]
-    labels = [f"q{i}" for i in range(len(layouts))]
-    try:
-        local = LocalVectors.model_validate(
-            await peers.local({**params.model_dump(by_alias=True), "party": peers.node_id})
-        )
-        small = [r for r in local.rows if 0 < r < peers.min_count]
-        if small:
-            raise PolicyError(
-                f"node {peers.node_id!r} has {small[0]} rows for this query, fewer than its min_count "
-                f"{peers.min_count}; it does not contribute"
-            )
-        encoded = [e.encode(np.asarray(v)) for e, v in zip(encodings, local.vectors, strict=True)]
-    except ConfideError as exc:
-        for label, layout, encoding in zip(labels, layouts, encodings, strict=True):
-            await peers.withdraw_from_sum(layout.length, str(exc), label=label, bits=encoding.bits)
-        raise
-    survivors = []
-    for label, encoding, vector in zip(labels, encodings, encoded, strict=True):
-        outcome = await peers.secure_sum(vector, label=label, bits=encoding.bits, timeout_s=params.timeout_s)
-        survivors.append(list(outcome.survivors))
-    return QueryContribution(
-        node=peers.node_id, rounds=labels, survivors=survivors, min_count=peers.min_count
+    return [
+        SecureRound(label, layout.length, encoding_of(layout, params, len(nodes)), empty_ok=True)
+        for label, layout in zip(_labels(layouts), layouts, strict=True)
+    ]
+
+
+def _finalise(params: QueryParams, sums: SecureTotals) -> QueryResult:
+    plan, federation, layouts = compiled(params)
+    totals = {i: sums.totals[label] for i, label in enumerate(_labels(layouts))}
+    return QueryResult(
+        task_id=sums.task_id,
+        columns=tuple(output_columns(plan.root, federation)),
+        rows=tuple(finalise(plan, totals, layouts, min_count=sums.min_count)),
+        survivors=sums.summed,
+        sat_out=dict(sums.sat_out),
+        min_count=sums.min_count,
+        suppressed=withheld_groups(totals, layouts, sums.min_count),
     )
 
 
@@ -269,8 +334,8 @@ QUERY_SQL = Algorithm(
     name="query.sql",
     description="a federated SQL query: local SQL at each node, combined by secure aggregation",
     params=QueryParams,
-    output=QueryContribution,
     step=_local,
-    protocol=_protocol,
-    local=LocalVectors,
+    rounds=_rounds,
+    finalise=_finalise,
+    echo_params=True,
 )

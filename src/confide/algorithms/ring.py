@@ -31,7 +31,8 @@ import pyarrow.compute as pc
 from pydantic import BaseModel, ConfigDict, Field
 
 from confide._errors import AlgorithmError
-from confide.algorithms._registry import Algorithm, DataContext, PeerContext
+from confide.algorithms._context import DataContext, PeerContext
+from confide.algorithms._registry import Algorithm
 
 __all__ = ["RING_SUM", "RingSumOutput", "RingSumParams"]
 

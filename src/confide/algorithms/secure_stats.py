@@ -1,35 +1,33 @@
-"""Federated statistics as algorithms: local vectors, secure aggregation, finalised by the researcher.
+"""Federated statistics as algorithms: each a declaration of its step, its one round and its finalise.
 
 Each statistic of :mod:`confide.algorithms._secure_stats` becomes one algorithm
 (``stats.moments``, ``stats.histogram``, ``stats.crosstab``, ``stats.correlation``,
-``stats.zscore``). At every node:
+``stats.zscore``):
 
-1. the worker computes the statistic's fixed-length vector over the node's rows;
-2. the node enforces its policy: it sits the round out (and says why) when the vector
-   covers fewer than ``min_count`` of its rows, or when a differentially private task
-   would exceed the researcher's privacy budget on the table (the spend is recorded in
-   the node's ledger before anything leaves);
-3. the vector is fixed-point encoded from the statistic's declared bounds, and, for a DP
-   task, the node adds its share of discrete Gaussian noise (sized so that any
-   ``threshold`` survivors together give the requested epsilon and delta);
-4. it goes into the task's secure sum ``stat``; the hub sees only padded vectors.
-
-The researcher's client removes the pads, decodes and finalises
-(:func:`finalise_statistic`); groups and cells with a total count below the largest
-``min_count`` of the nodes are suppressed there.
+- step (worker, every node): the statistic's fixed-length vector over the node's rows
+  and how many rows it covers;
+- round ``stat``: the vector fixed-point encoded from the statistic's declared bounds;
+  for a DP task each node adds its share of discrete Gaussian noise (sized so that any
+  ``threshold`` survivors together give the requested epsilon and delta), charged to the
+  table's budget first. The node's checks (``min_count``, the budget, withdrawing on any
+  failure) are the secure-sum driver's (:mod:`confide.algorithms._secure`);
+- finalise (researcher): decode, finalise the statistic; groups and cells with a total
+  count below the largest ``min_count`` of the nodes are suppressed there.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
-from confide._errors import ConfideError, PolicyError
-from confide.algorithms._registry import Algorithm, DataContext, PeerContext
+from confide.algorithms._context import DataContext
+from confide.algorithms._registry import Algorithm
+from confide.algorithms._result import ResultTable
+from confide.algorithms._secure import LocalFigures, SecureRound, SecureTotals
 from confide.algorithms._secure_stats import (
     CORRELATION,
     CROSSTAB,
@@ -38,16 +36,17 @@ from confide.algorithms._secure_stats import (
     ZSCORE,
     SecureStatistic,
     VectorLayout,
+    get_statistic,
 )
 from confide.crypto import FixedPoint, min_bits
-from confide.protocols._dp import DistributedNoise, sample_discrete_gaussian
+from confide.protocols import DistributedNoise
 from confide.protocols.secagg import SecAggConfig
 
 __all__ = [
     "LABEL",
-    "NoiseReport",
     "PrivacyRequest",
-    "StatisticContribution",
+    "PrivacySpent",
+    "StatisticResult",
     "algorithm_for",
     "encoding_for",
     "integer_sensitivity",
@@ -65,40 +64,63 @@ class PrivacyRequest(BaseModel):
     delta: float = Field(gt=0, lt=1)
 
 
-class LocalVector(BaseModel):
-    """What the worker hands the protocol: the node's vector, and how many rows it covers."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    values: list[float]
-    rows: int = Field(ge=0)
-
-
-class NoiseReport(BaseModel):
-    """How one node noised its vector (sensitivities in fixed-point units)."""
-
-    model_config = ConfigDict(extra="forbid")
+@dataclass(frozen=True)
+class PrivacySpent:
+    """The differential privacy of a released statistic."""
 
     epsilon: float
     delta: float
-    sigma: float
-    threshold: int
-    l1: float
-    l2: float
+    target_epsilon: float
+    survivors: int
 
 
-class StatisticContribution(BaseModel):
-    """What a node reports to the researcher (sealed): never its own figures."""
-
-    model_config = ConfigDict(extra="forbid")
+@dataclass(frozen=True)
+class StatisticResult:
+    """A finalised federated statistic (:class:`~confide.algorithms.Finalised`)."""
 
     statistic: str
-    node: str
-    session: str
-    survivors: list[str]
+    output: BaseModel
+    survivors: tuple[str, ...]
+    refused: dict[str, str]
     min_count: int
-    params: dict[str, Any]
-    privacy: NoiseReport | None = None
+    privacy: PrivacySpent | None
+
+    @property
+    def sat_out(self) -> dict[str, str]:
+        """Nodes that did not contribute, and why."""
+        return self.refused
+
+    def tables(self) -> list[ResultTable]:
+        """The statistic's own tables."""
+        return get_statistic(self.statistic).tables(self.output)
+
+    def notes(self) -> list[str]:
+        """Who was summed, what was suppressed, the privacy spent."""
+        lines = [
+            f"secure aggregation over {len(self.survivors)} node(s): {', '.join(self.survivors)}; "
+            f"values from fewer than {self.min_count} rows are suppressed"
+        ]
+        if self.privacy is not None:
+            p = self.privacy
+            lines.append(
+                f"differential privacy: epsilon {p.epsilon:.3g} (asked {p.target_epsilon:.3g}), "
+                f"delta {p.delta:.3g}, distributed noise from {p.survivors} node(s)"
+            )
+        return lines
+
+    def to_json(self) -> dict[str, Any]:
+        """The statistic as JSON."""
+        privacy = None
+        if self.privacy is not None:
+            privacy = {"epsilon": self.privacy.epsilon, "delta": self.privacy.delta}
+        return {
+            "statistic": self.statistic,
+            "output": self.output.model_dump(mode="json"),
+            "survivors": list(self.survivors),
+            "refused": self.refused,
+            "min_count": self.min_count,
+            "privacy": privacy,
+        }
 
 
 @dataclass(frozen=True)
@@ -148,59 +170,32 @@ def algorithm_for(statistic: SecureStatistic) -> Algorithm:
         timeout_s=(float, Field(default=300.0, gt=0, le=3600)),
     )
 
-    def step(data: DataContext, task_params: Any) -> LocalVector:
+    def step(data: DataContext, task_params: Any) -> LocalFigures:
         contribution = statistic.contribute(data, task_params)
-        return LocalVector(values=contribution.values.tolist(), rows=contribution.rows)
+        return LocalFigures.of({LABEL: contribution.values}, {LABEL: contribution.rows})
 
-    async def protocol(peers: PeerContext, task_params: Any) -> StatisticContribution:
-        encoding = encoding_for(statistic, task_params, peers.nodes)
-        bits, length = encoding.fixed.bits, encoding.layout.length
-        try:
-            local = LocalVector.model_validate(await peers.local(task_params.model_dump()))
-            if local.rows < peers.min_count:
-                raise PolicyError(
-                    f"node {peers.node_id!r} has {local.rows} rows for this statistic, fewer than its "
-                    f"min_count {peers.min_count}; it does not contribute"
-                )
-            if encoding.noise is not None:
-                noise = encoding.noise
-                await peers.charge_privacy(task_params.table, noise.epsilon, noise.delta)
-            encoded = encoding.fixed.encode(np.asarray(local.values, dtype=np.float64))
-        except ConfideError as exc:
-            await peers.withdraw_from_sum(length, str(exc), label=LABEL, bits=bits)
-            raise
-        report = None
-        if encoding.noise is not None:
-            noise = encoding.noise
-            encoded += sample_discrete_gaussian(noise.sigma, length).view(np.uint64)
-            report = NoiseReport(
-                epsilon=noise.epsilon,
-                delta=noise.delta,
-                sigma=noise.sigma,
-                threshold=noise.parties,
-                l1=noise.l1,
-                l2=noise.l2,
-            )
-        outcome = await peers.secure_sum(encoded, label=LABEL, bits=bits, timeout_s=task_params.timeout_s)
-        echoed = task_params.model_dump(mode="json")
-        return StatisticContribution(
-            statistic=statistic.name,
-            node=peers.node_id,
-            session=outcome.session,
-            survivors=list(outcome.survivors),
-            min_count=peers.min_count,
-            params=echoed,
-            privacy=report,
-        )
+    def rounds(task_params: Any, nodes: Sequence[str]) -> list[SecureRound]:
+        encoding = encoding_for(statistic, task_params, list(nodes))
+        charge = task_params.table if encoding.noise is not None else None
+        return [SecureRound(LABEL, encoding.layout.length, encoding.fixed, encoding.noise, charge)]
+
+    def finalise(task_params: Any, sums: SecureTotals) -> StatisticResult:
+        survivors = sums.survivors[LABEL]
+        output = statistic.finalise(task_params, sums.totals[LABEL], min_count=sums.min_count)
+        noise = encoding_for(statistic, task_params, list(sums.nodes)).noise
+        privacy = None
+        if noise is not None:
+            privacy = PrivacySpent(noise.achieved(len(survivors)), noise.delta, noise.epsilon, len(survivors))
+        return StatisticResult(statistic.name, output, survivors, dict(sums.sat_out), sums.min_count, privacy)
 
     return Algorithm(
         name=statistic.name,
         description=statistic.description + " (secure aggregation)",
         params=params,
-        output=StatisticContribution,
         step=step,
-        protocol=protocol,
-        local=LocalVector,
+        rounds=rounds,
+        finalise=finalise,
+        echo_params=True,
     )
 
 

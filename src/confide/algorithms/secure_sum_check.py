@@ -17,7 +17,8 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from confide._errors import AlgorithmError
-from confide.algorithms._registry import Algorithm, DataContext, PeerContext
+from confide.algorithms._context import DataContext, PeerContext
+from confide.algorithms._registry import Algorithm
 
 __all__ = ["SECURE_SUM_CHECK", "SecureSumCheckOutput", "SecureSumCheckParams", "expected_total"]
 

@@ -15,7 +15,8 @@ import pyarrow.compute as pc
 from pydantic import BaseModel, ConfigDict, Field
 
 from confide._errors import AlgorithmError
-from confide.algorithms._registry import Algorithm, DataContext
+from confide.algorithms._context import DataContext
+from confide.algorithms._registry import Algorithm
 
 __all__ = ["SUMMARY", "ColumnSummary", "SummaryOutput", "SummaryParams"]
 

@@ -184,7 +184,7 @@ def task_submit(
             return
         client.wait(task_id, timeout, progress=not as_json)
         results = client.results(task_id)
-        statistic = _statistic(client, task_id, results)
+        statistic = _finalised(client, task_id)
     _show(results, statistic, as_json)
     if results.failed and statistic is None:
         raise typer.Exit(1)
@@ -222,7 +222,7 @@ def task_result(
         if wait:
             client.wait(task_id, timeout, progress=not as_json)
         results = client.results(task_id)
-        statistic = _statistic(client, task_id, results)
+        statistic = _finalised(client, task_id)
     _show(results, statistic, as_json)
 
 
@@ -352,12 +352,12 @@ def _read_query(sql: str) -> str:
 
 
 def _show_query(result: Any, as_json: bool) -> None:
-    from confide.cli._render import print_json, print_query_result, query_result_json
+    from confide.cli._render import print_finalised, print_json
 
     if as_json:
-        print_json(out, query_result_json(result))
+        print_json(out, result.to_json())
     else:
-        print_query_result(out, result)
+        print_finalised(out, result)
 
 
 @app.command()
@@ -400,25 +400,31 @@ def _parse_params(text: str) -> dict[str, Any]:
     return value
 
 
-def _statistic(client: Any, task_id: str, results: Any) -> Any:
-    """The finalised statistic when the task is a federated statistic, else None."""
-    from confide.client._statistics import finalise_statistic
+def _finalised(client: Any, task_id: str) -> Any:
+    """The task's result finalised by its algorithm, or None for per-node algorithms (stats.summary)."""
+    from confide.algorithms import get_algorithm
 
-    if not any(r.ok and r.output and "statistic" in r.output for r in results):
+    state = client.status(task_id)
+    if not state.algorithm or get_algorithm(state.algorithm).finalise is None:
         return None
-    return finalise_statistic(client, task_id, results, wait_s=30)
+    if not any(r.ok for r in client.results(task_id)):
+        return None  # nobody contributed: the per-node errors say why
+    return client.finalise(task_id, wait_s=30)
 
 
-def _show(results: Any, statistic: Any, as_json: bool) -> None:
-    from confide.cli._render import print_json, print_results, print_statistic, statistic_json
+def _show(results: Any, finalised: Any, as_json: bool) -> None:
+    from confide.algorithms.secure_stats import StatisticResult
+    from confide.cli._render import print_finalised, print_json, print_results
 
     if as_json:
         data = _results_json(results)
-        if statistic is not None:
-            data["statistic"] = statistic_json(statistic)
+        if finalised is not None:
+            data["result"] = finalised.to_json()
+            if isinstance(finalised, StatisticResult):
+                data["statistic"] = data["result"]  # the name before 0.2; kept for scripts
         print_json(out, data)
-    elif statistic is not None:
-        print_statistic(out, statistic)
+    elif finalised is not None:
+        print_finalised(out, finalised)
     else:
         print_results(out, results)
 

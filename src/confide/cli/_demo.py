@@ -20,9 +20,8 @@ import numpy as np
 from rich.console import Console
 
 from confide._errors import ConfideError, TaskError
-from confide.cli._render import print_results, print_statistic
-from confide.client import Client, TaskResults
-from confide.client._statistics import StatisticResult
+from confide.cli._render import print_finalised, print_results
+from confide.client import Client, StatisticResult, TaskResults
 from confide.local import COLLABORATION, LocalConsortium, patients
 
 __all__ = ["run_demo"]
@@ -66,7 +65,7 @@ def run_demo(console: Console, *, keep: Path | None = None, port: int = 0) -> No
                 _check(results, consortium.rows)
                 with console.status("stats.zscore by secure aggregation across the 3 hospitals"):
                     zscore = client.run_statistic(COLLABORATION, "stats.zscore", ZSCORE, timeout_s=60)
-            print_statistic(console, zscore)
+            print_finalised(console, zscore)
             _check_zscore(zscore, consortium.rows)
         except ConfideError:
             console.print(

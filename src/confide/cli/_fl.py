@@ -206,7 +206,7 @@ def sweep_command(
     timeout: Timeout = 900.0,
 ) -> None:
     """Train once per epsilon through a local hub and nodes; write a table (MD, CSV) and a plot (PNG)."""
-    from confide.fl._sweep import sweep, write_report
+    from confide.fl import sweep, write_report
 
     grid = [_epsilon(e.strip()) for e in epsilons.split(",") if e.strip()]
     if not grid:

@@ -21,31 +21,38 @@ import base64
 import json
 import secrets
 import time
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import httpx
-import numpy as np
-import numpy.typing as npt
 from pydantic import ValidationError
 
 from confide._errors import (
+    AlgorithmError,
     AuthError,
-    ConfideError,
-    ConflictError,
-    NotFoundError,
     TaskError,
     TransportError,
     WireError,
 )
-from confide.client._statistics import StatisticResult, check_statistic, finalise_statistic
+from confide.algorithms import Algorithm, Finalised, SecureTotals, get_algorithm
+from confide.algorithms.federated_query import QueryResult
+from confide.algorithms.secure_stats import StatisticResult
+from confide.client._progress import Progress, timeout_message
+from confide.client._results import (
+    NodeResult,
+    SecureSum,
+    TaskResults,
+    TaskState,
+    http_error,
+    parse_padded_sum,
+    state_of,
+)
+from confide.client._totals import no_contribution, secure_totals, why_failed
 from confide.crypto import MemoryReplayGuard, PublicParty, Role, verify_party_certificate
 from confide.kit import Kit
 from confide.protocols.secagg import remove_pads
-from confide.protocols.secagg._frames import config_from_fields
 from confide.wire import (
     Envelope,
     MessageKind,
@@ -55,84 +62,12 @@ from confide.wire import (
     seal_envelope,
 )
 
-if TYPE_CHECKING:
-    from confide.client._query import QueryResult
+__all__ = ["Client"]
 
-__all__ = ["Client", "NodeResult", "SecureSum", "TaskResults", "TaskState"]
-
-_FINISHED = ("completed", "failed")
 NODES_TTL_S = 30.0
 LONG_POLL_S = 20.0
+_POLL_S = 5.0  # how often a round's wait looks whether every node has failed
 RESULT_MAX_AGE_MS = 30 * 24 * 3600 * 1000  # results may be fetched up to 30 days later
-
-
-@dataclass(frozen=True)
-class TaskState:
-    """A task as the hub reports it."""
-
-    id: str
-    status: str
-    version: str
-    runs: dict[str, str]
-    online: dict[str, bool]
-
-    @property
-    def finished(self) -> bool:
-        """Whether every run has finished."""
-        return self.status in _FINISHED
-
-
-@dataclass(frozen=True)
-class NodeResult:
-    """One node's opened result."""
-
-    node: str
-    ok: bool
-    output: dict[str, Any] | None
-    error: str | None
-
-
-@dataclass(frozen=True)
-class TaskResults:
-    """All results of a task, in node order."""
-
-    task_id: str
-    results: list[NodeResult]
-
-    def __iter__(self) -> Iterator[NodeResult]:
-        return iter(self.results)
-
-    def __len__(self) -> int:
-        return len(self.results)
-
-    @property
-    def failed(self) -> list[NodeResult]:
-        """Results of nodes that reported an error."""
-        return [r for r in self.results if not r.ok]
-
-    def raise_for_errors(self) -> TaskResults:
-        """Raise :class:`TaskError` listing every node's error, if any failed."""
-        if self.failed:
-            lines = "; ".join(f"{r.node}: {r.error}" for r in self.failed)
-            raise TaskError(f"task {self.task_id} failed on {len(self.failed)} node(s): {lines}")
-        return self
-
-
-@dataclass(frozen=True)
-class SecureSum:
-    """The plain total of a secure-aggregation round, as only the researcher sees it.
-
-    ``total`` is in Z_2^bits (decode it with the fixed-point encoding the nodes used);
-    ``survivors`` are the nodes whose inputs it sums, ``dropped`` those that left the
-    round after dealing their shares.
-    """
-
-    task_id: str
-    label: str
-    total: npt.NDArray[np.unsignedinteger[Any]]
-    survivors: tuple[str, ...]
-    dropped: tuple[str, ...]
-    bits: int
 
 
 class Client:
@@ -220,18 +155,20 @@ class Client:
             sealed = seal_envelope(envelope, plaintext, self.kit.identity, members[node_id])
             inputs[node_id] = base64.b64encode(sealed.encode()).decode()
         body = {"id": task_id, "collaboration": collaboration, "algorithm": algorithm, "inputs": inputs}
-        return _state(self._request("POST", "/api/tasks", json=body))
+        return state_of(self._request("POST", "/api/tasks", json=body))
 
     def status(self, task_id: str, wait_s: float = 0.0, known: str = "") -> TaskState:
         """The task's state; with ``wait_s``, held by the hub until it changes from ``known``."""
-        return _state(self._request("GET", f"/api/tasks/{task_id}", params={"wait": wait_s, "known": known}))
+        return state_of(
+            self._request("GET", f"/api/tasks/{task_id}", params={"wait": wait_s, "known": known})
+        )
 
     def wait(
         self, task_id: str, timeout_s: float = 120.0, progress: bool = False, known: TaskState | None = None
     ) -> TaskState:
         """Block until every run finished; :class:`TaskError` names the nodes still missing."""
         deadline = time.monotonic() + timeout_s
-        display = _Progress(task_id) if progress else None
+        display = Progress(task_id) if progress else None
         state = known or self.status(task_id)
         try:
             while not state.finished:
@@ -239,7 +176,7 @@ class Client:
                     display.update(state)
                 left = deadline - time.monotonic()
                 if left <= 0:
-                    raise TaskError(_timeout_message(state, timeout_s))
+                    raise TaskError(timeout_message(state, timeout_s))
                 state = self.status(task_id, wait_s=min(left, LONG_POLL_S), known=state.version)
             if display is not None:
                 display.update(state)
@@ -264,6 +201,15 @@ class Client:
         researcher, so the plain total exists only here. With ``wait_s``, waits for the
         round to end; :class:`TaskError` if it has not, or if it failed.
         """
+        summed = self._fetch_sum(task_id, label, wait_s)
+        if summed is None:
+            raise TaskError(
+                f"secure sum {label!r} of task {task_id} has not finished (waited {wait_s:.0f} s)"
+            )
+        return summed
+
+    def _fetch_sum(self, task_id: str, label: str, wait_s: float) -> SecureSum | None:
+        """The round's total, or None if it has not finished within ``wait_s``."""
         deadline = time.monotonic() + wait_s
         path = f"/api/tasks/{task_id}/aggregates/{label}"
         while True:
@@ -275,36 +221,21 @@ class Client:
             if response.status_code != 404 or left <= 0:
                 break
         if response.status_code == 404:
-            raise TaskError(
-                f"secure sum {label!r} of task {task_id} has not finished (waited {wait_s:.0f} s)"
-            )
+            return None
         if response.status_code >= 400:
-            raise _http_error(response)
+            raise http_error(response)
         return self._unpad(task_id, label, response.content)
 
     def _unpad(self, task_id: str, label: str, body: bytes) -> SecureSum:
-        size = int.from_bytes(body[:4], "big")
-        try:
-            meta = json.loads(body[4 : 4 + size])
-            config = config_from_fields(meta["config"])
-        except (ValueError, KeyError, ConfideError) as exc:
-            raise WireError(f"the hub's answer for secure sum {label!r} is malformed ({exc})") from None
-        if not meta.get("ok"):
-            raise TaskError(f"secure sum {label!r} of task {task_id} failed: {meta.get('error')}")
-        if config.session != f"{task_id}/{label}":
-            raise WireError(f"the hub answered with round {config.session!r} for {task_id}/{label}")
-        dtype = np.dtype(f"<u{config.bits // 8}")
-        if len(body) - 4 - size != config.length * dtype.itemsize:
-            raise WireError(f"the padded sum of {label!r} has the wrong size")
-        padded = np.frombuffer(body[4 + size :], dtype=dtype).astype(dtype.newbyteorder("="))
-        survivors = tuple(str(n) for n in meta["survivors"])
+        padded = parse_padded_sum(task_id, label, body)
+        config, total = padded.config, padded.values
         if config.masked:
             parties = {n: self._node_key(n) for n in config.nodes}
-            pads = {n: base64.b64decode(p) for n, p in meta["pads"].items()}
-            total = remove_pads(config, padded, survivors, pads, me=self.kit.identity, parties=parties)
-        else:
-            total = padded  # an unmasked (baseline) round: the hub summed values in the clear
-        return SecureSum(task_id, label, total, survivors, tuple(meta["dropped"]), config.bits)
+            total = remove_pads(
+                config, total, padded.survivors, padded.pads, me=self.kit.identity, parties=parties
+            )
+        # else: an unmasked (baseline) round: the hub summed values in the clear
+        return SecureSum(task_id, label, total, padded.survivors, padded.dropped, config.bits)
 
     def _node_key(self, node_id: str) -> PublicParty:
         sender = self._peers.get(node_id)
@@ -313,16 +244,110 @@ class Client:
             sender = self._verified(node_id, pem.encode(), Role.NODE)
         return sender
 
-    def statistic(self, task_id: str, wait_s: float = 60.0) -> StatisticResult:
-        """The finalised result of a federated-statistics task (``stats.moments`` and the like)."""
-        results = self.results(task_id)
+    # --- algorithms finalised here ------------------------------------------------------
+    def compute(
+        self,
+        collaboration: str,
+        algorithm: str,
+        params: Mapping[str, Any],
+        *,
+        nodes: list[str] | None = None,
+        timeout_s: float = 120.0,
+    ) -> Finalised:
+        """Run an algorithm end to end and return its result, finalised here.
+
+        The one path every algorithm with secure rounds takes: its parameters and the
+        fixed-point encoding of each round are checked here first (an unknown algorithm,
+        a bad field or an encoding that could overflow is refused before anything is
+        sent); the task is sealed to each node; each round's total is fetched, its pads
+        removed and decoded; the nodes' sealed reports are opened; and the algorithm's own
+        pure ``finalise`` makes the result.
+
+        Raises
+        ------
+        AlgorithmError
+            Unknown algorithm, invalid parameters, or one without a finalisation (use :meth:`run`).
+        TaskError
+            No node contributed, or a round failed; every node's reason is given.
+        """
+        found = get_algorithm(algorithm)
+        if found.finalise is None:
+            raise AlgorithmError(
+                f"{algorithm} returns per-node results, not one combined result; use Client.run"
+            )
+        parsed = found.parse_params(params)
+        targets = sorted(nodes if nodes is not None else self.nodes(collaboration))
+        found.secure_rounds(parsed, targets)
+        task_id = self.submit(
+            collaboration, algorithm, parsed.model_dump(mode="json", by_alias=True), targets
+        )
+        return self._finalised(task_id, found, parsed, targets, timeout_s)
+
+    def finalise(self, task_id: str, wait_s: float = 60.0) -> Finalised:
+        """The finalised result of a task submitted earlier, from its id alone.
+
+        Works for algorithms whose nodes repeat the parameters in their sealed reports
+        (statistics, queries); a training round is finalised by the program that ran it.
+        """
         deadline = time.monotonic() + wait_s
-        while not any(r.ok for r in results) and len(results.failed) < len(self.status(task_id).runs):
+        results = self.results(task_id)
+        runs = len(self.status(task_id).runs)
+        while not any(r.ok for r in results) and len(results.failed) < runs:
             left = deadline - time.monotonic()
             if left <= 0:
                 break
             results = self.results(task_id, wait_s=min(left, LONG_POLL_S))
-        return finalise_statistic(self, task_id, results, wait_s=max(0.0, deadline - time.monotonic()))
+        totals = secure_totals(task_id, tuple(r.node for r in results), {}, {}, results)
+        if not totals.reports:
+            raise TaskError(no_contribution(task_id, results))
+        report = next(iter(totals.reports.values()))
+        found = get_algorithm(report.algorithm)
+        if report.params is None or found.finalise is None:
+            raise TaskError(
+                f"task {task_id} ran {report.algorithm}, whose result only the program that submitted it "
+                "can finalise (its parameters are not repeated in the nodes' reports)"
+            )
+        parsed = found.parse_params(report.params)
+        nodes = sorted(r.node for r in results)
+        return self._finalised(task_id, found, parsed, nodes, max(0.0, deadline - time.monotonic()))
+
+    def _finalised(
+        self, task_id: str, algorithm: Algorithm, params: Any, nodes: list[str], wait_s: float
+    ) -> Finalised:
+        deadline = time.monotonic() + wait_s
+        totals, survivors = {}, {}
+        for secure_round in algorithm.secure_rounds(params, nodes):
+            summed = self._await_sum(task_id, secure_round.label, nodes, deadline)
+            totals[secure_round.label] = secure_round.encoding.decode(summed.total)
+            survivors[secure_round.label] = summed.survivors
+        results = self.results(task_id, wait_s=max(0.0, deadline - time.monotonic()))
+        sums: SecureTotals = secure_totals(task_id, tuple(nodes), totals, survivors, results)
+        if algorithm.finalise is None:  # pragma: no cover - callers check
+            raise AlgorithmError(f"{algorithm.name} has no finalisation")
+        return algorithm.finalise(params, sums)
+
+    def _await_sum(self, task_id: str, label: str, nodes: list[str], deadline: float) -> SecureSum:
+        """A round's total; fails as soon as every node has failed, rather than at the deadline."""
+        while True:
+            try:
+                summed = self._fetch_sum(task_id, label, min(_POLL_S, max(0.0, deadline - time.monotonic())))
+            except TaskError as exc:
+                raise TaskError(why_failed(self.results(task_id), str(exc))) from None
+            if summed is not None:
+                return summed
+            results = self.results(task_id)
+            if len(results.failed) == len(nodes):
+                raise TaskError(no_contribution(task_id, results))
+            if time.monotonic() >= deadline:
+                message = f"secure sum {label!r} of task {task_id} has not finished in time"
+                raise TaskError(why_failed(results, message))
+
+    def statistic(self, task_id: str, wait_s: float = 60.0) -> StatisticResult:
+        """The finalised result of a federated-statistics task (``stats.moments`` and the like)."""
+        result = self.finalise(task_id, wait_s)
+        if not isinstance(result, StatisticResult):
+            raise TaskError(f"task {task_id} is not a federated statistic")
+        return result
 
     def run_statistic(
         self,
@@ -338,10 +363,12 @@ class Client:
         The parameters and their fixed-point encoding are checked here first, so a
         configuration that could overflow is refused before anything is sent.
         """
-        targets = nodes if nodes is not None else sorted(self.nodes(collaboration))
-        check_statistic(statistic, params, targets)
-        task_id = self.submit(collaboration, statistic, params, nodes)
-        return self.statistic(task_id, wait_s=timeout_s)
+        if not statistic.startswith("stats.") or statistic == "stats.summary":
+            raise AlgorithmError(f"{statistic} is not a federated statistic (stats.moments and the like)")
+        result = self.compute(collaboration, statistic, params, nodes=nodes, timeout_s=timeout_s)
+        if not isinstance(result, StatisticResult):
+            raise AlgorithmError(f"{statistic} is not a federated statistic")
+        return result
 
     def run_query(
         self,
@@ -372,18 +399,11 @@ class Client:
         decimals
             Fixed-point resolution of the secure sums.
         """
-        from confide.client._query import run_query
-
-        return run_query(
-            self,
-            collaboration,
-            sql,
-            schema,
-            nodes=nodes,
-            sources=sources,
-            decimals=decimals,
-            timeout_s=timeout_s,
-        )
+        params = {"sql": sql, "schema": dict(schema), "decimals": decimals, "sources": dict(sources or {})}
+        result = self.compute(collaboration, "query.sql", params, nodes=nodes, timeout_s=timeout_s)
+        if not isinstance(result, QueryResult):  # pragma: no cover - query.sql finalises to one
+            raise TaskError("query.sql did not finalise to rows")
+        return result
 
     def run(
         self,
@@ -407,7 +427,7 @@ class Client:
             if len(results) == len(state.runs):
                 return results
             if left <= 0:
-                raise TaskError(_timeout_message(self.status(state.id), timeout_s))
+                raise TaskError(timeout_message(self.status(state.id), timeout_s))
 
     # --- internals ----------------------------------------------------------------
     def _verified(self, party_id: str, pem: bytes, role: Role) -> PublicParty:
@@ -467,74 +487,5 @@ class Client:
                 f"cannot reach the hub at {self.kit.hub_url}: {exc}; is it running?"
             ) from None
         if response.status_code >= 400:
-            raise _http_error(response)
+            raise http_error(response)
         return response.text if raw else response.json()
-
-
-def _state(data: Mapping[str, Any]) -> TaskState:
-    return TaskState(
-        id=data["id"],
-        status=data["status"],
-        version=data["version"],
-        runs={r["node"]: r["status"] for r in data["runs"]},
-        online={r["node"]: r["online"] for r in data["runs"]},
-    )
-
-
-def _http_error(response: httpx.Response) -> ConfideError:
-    try:
-        message = str(response.json().get("message") or response.text)
-    except ValueError:
-        message = response.text or response.reason_phrase
-    kind: type[ConfideError] = {
-        401: AuthError,
-        403: AuthError,
-        404: NotFoundError,
-        409: ConflictError,
-        400: WireError,
-        422: WireError,
-    }.get(response.status_code, ConfideError)
-    return kind(f"hub: {message}")
-
-
-def _timeout_message(state: TaskState, timeout_s: float) -> str:
-    missing = [n for n, s in state.runs.items() if s not in _FINISHED]
-    details = ", ".join(
-        f"{n} ({'online' if state.online.get(n) else 'offline'}, {state.runs[n]})" for n in missing
-    )
-    return f"task {state.id} did not finish within {timeout_s:.0f} s; still waiting for: {details}"
-
-
-class _Progress:
-    """A rich progress bar of finished runs, on stderr."""
-
-    def __init__(self, task_id: str) -> None:
-        from rich.console import Console
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeElapsedColumn,
-        )
-
-        self._progress = Progress(
-            TextColumn("[bold]task {task.fields[task_id]}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("{task.description}"),
-            TimeElapsedColumn(),
-            console=Console(stderr=True),
-            transient=False,
-        )
-        self._bar = self._progress.add_task("", total=None, task_id=task_id[:8])
-        self._progress.start()
-
-    def update(self, state: TaskState) -> None:
-        done = sum(1 for s in state.runs.values() if s in _FINISHED)
-        waiting = [n for n, s in state.runs.items() if s not in _FINISHED]
-        text = f"waiting for {', '.join(waiting)}" if waiting else state.status
-        self._progress.update(self._bar, total=len(state.runs), completed=done, description=text)
-
-    def close(self) -> None:
-        self._progress.stop()

@@ -25,7 +25,15 @@ from confide.crypto._pki import (
     verify_party_certificate,
 )
 from confide.crypto._prg import SEED_SIZE, MaskKey, derive_pair_seed, expand_mask
-from confide.crypto._seal import MemoryReplayGuard, ReplayGuard, SealedBody, open_bound, open_sealed, seal
+from confide.crypto._seal import (
+    SIGNATURE_SIZE,
+    MemoryReplayGuard,
+    ReplayGuard,
+    SealedBody,
+    open_bound,
+    open_sealed,
+    seal,
+)
 from confide.crypto._shamir import SHARE_SIZE, Share, combine, split
 from confide.crypto._stream import CHUNK_SIZE, StreamKey, StreamOpener, StreamSealer
 
@@ -33,6 +41,7 @@ __all__ = [
     "CHUNK_SIZE",
     "SEED_SIZE",
     "SHARE_SIZE",
+    "SIGNATURE_SIZE",
     "CertificateAuthority",
     "FixedPoint",
     "MaskKey",

@@ -11,7 +11,6 @@ that stops at any point resumes from the last finished round with the same job i
 from __future__ import annotations
 
 import base64
-import contextlib
 import json
 import math
 import os
@@ -27,24 +26,22 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from confide._errors import ConfigError, TaskError
 from confide.algorithms.federated_learning import (
-    EVALUATE,
-    EXTRA,
     EvaluateParams,
-    RoundReport,
+    EvaluationTotals,
+    RoundTotals,
     TrainParams,
-    encoding_for,
 )
 
 if TYPE_CHECKING:
     from torch import nn
 
-    from confide.client import Client, SecureSum
+    from confide.algorithms import Finalised
+    from confide.client import Client
     from confide.learning import Dataset
 
 __all__ = ["Evaluation", "RoundResult", "TrainingPlan", "TrainingResult", "evaluate_federated", "train"]
 
 _JOB_FILE = "job.json"
-_POLL_S = 5.0  # how often a round's wait looks whether every node has failed
 
 
 class TrainingPlan(BaseModel):
@@ -75,11 +72,13 @@ class TrainingPlan(BaseModel):
     seed: int = Field(default=0, description="seeds the initial model (public), never the nodes' noise")
     timeout_s: float = Field(default=900.0, gt=0, le=24 * 3600)
 
-    def round_params(self, job_id: str, round: int, weights: str) -> TrainParams:
-        """The sealed parameters of round ``round``."""
+    def round_params(self, job_id: str, round: int, weights: str, parameters: int) -> TrainParams:
+        """The sealed parameters of round ``round`` (``parameters``: the model's parameter count)."""
         fields = self.model_dump(by_alias=True, exclude={"server_learning_rate", "seed"})
         fields["epsilon"] = None if math.isinf(self.epsilon) else self.epsilon  # JSON has no infinity
-        return TrainParams.model_validate({**fields, "job_id": job_id, "round": round, "weights": weights})
+        return TrainParams.model_validate(
+            {**fields, "job_id": job_id, "round": round, "weights": weights, "parameters": parameters}
+        )
 
 
 @dataclass(frozen=True)
@@ -180,35 +179,36 @@ def train(
     result.rounds = [_round_from(r) for r in state.history]
     result.epsilon = dict(state.epsilon)
     result.noise_multiplier = dict(state.noise_multiplier)
-    encoding = encoding_for(plan.round_params(state.job_id, 0, "AA=="), len(targets))
+    parameters = int(flatten(model.state_dict()).size)
     for index in range(len(state.history), plan.rounds):
         started = time.monotonic()
         weights = base64.b64encode(to_safetensors(model.state_dict())).decode()
-        params = plan.round_params(state.job_id, index, weights)
-        task_id = client.submit(collaboration, "fl.train", params.model_dump(by_alias=True), targets)
-        summed = _await_sum(client, task_id, "update", targets, plan.timeout_s, index)
-        total = encoding.decode(summed.total)
-        reports = _reports(client, task_id, plan.timeout_s)
-        update, extra = total[:-EXTRA], total[-EXTRA:]
-        n, loss_sum, drawn, correct, evaluated, eval_loss = (float(v) for v in extra)
-        if n < 1:
+        params = plan.round_params(state.job_id, index, weights, parameters)
+        summed = _compute(client, collaboration, "fl.train", params, targets, plan.timeout_s, index)
+        if not isinstance(summed, RoundTotals):  # pragma: no cover - fl.train finalises to one
+            raise TaskError(f"round {index}: fl.train did not finalise to round totals")
+        if summed.samples < 1:
             raise TaskError(f"round {index}: the nodes summed no training samples")
-        moved = flatten(model.state_dict()).astype(np.float64) + plan.server_learning_rate * update / n
+        step = plan.server_learning_rate * summed.update / summed.samples
+        moved = flatten(model.state_dict()).astype(np.float64) + step
         model.load_state_dict(unflatten(moved.astype(np.float32), like=model))
+        evaluated = summed.evaluated
         finished = RoundResult(
             round=index,
-            train_loss=loss_sum / drawn if drawn else math.nan,
-            evaluation=Evaluation(correct / evaluated, eval_loss / evaluated, round(evaluated))
+            train_loss=summed.loss_sum / summed.drawn if summed.drawn else math.nan,
+            evaluation=Evaluation(
+                summed.correct / evaluated, summed.evaluation_loss / evaluated, round(evaluated)
+            )
             if evaluated >= 1
             else None,
             participants=tuple(sorted(summed.survivors)),
-            samples=round(n),
+            samples=round(summed.samples),
             seconds=time.monotonic() - started,
-            epsilon={r.node: r.job_epsilon for r in reports if r.job_epsilon is not None},
+            epsilon=dict(summed.epsilon),
         )
         result.rounds.append(finished)
         result.epsilon.update(finished.epsilon)
-        result.noise_multiplier.update({r.node: r.noise_multiplier for r in reports})
+        result.noise_multiplier.update(summed.noise_multiplier)
         result.weights = to_safetensors(model.state_dict())
         if checkpoint is not None:
             state.history.append(_round_json(finished))
@@ -216,7 +216,9 @@ def train(
             _save(checkpoint, state, result.weights, index)
         if progress is not None:
             progress(finished, plan)
-    result.federated = evaluate_federated(client, collaboration, plan, result.weights, targets, state.job_id)
+    result.federated = evaluate_federated(
+        client, collaboration, plan, result.weights, targets, state.job_id, parameters
+    )
     if test_set is not None:
         from confide.learning import evaluate
 
@@ -238,6 +240,7 @@ def evaluate_federated(
     weights: bytes,
     nodes: Sequence[str],
     job_id: str,
+    parameters: int,
 ) -> Evaluation | None:
     """Accuracy and loss of ``weights`` over every node's held-out part, summed securely."""
     params = EvaluateParams.model_validate(
@@ -247,52 +250,35 @@ def evaluate_federated(
             "model": plan.model,
             "model_config": plan.model_config_,
             "weights": base64.b64encode(weights).decode(),
+            "parameters": parameters,
             "max_samples": plan.max_samples,
             "timeout_s": plan.timeout_s,
         }
     )
-    task_id = client.submit(collaboration, "fl.evaluate", params.model_dump(by_alias=True), list(nodes))
-    summed = _await_sum(client, task_id, "eval", nodes, plan.timeout_s, None)
-    correct, total, loss = (
-        float(v) for v in encoding_for(params, len(nodes)).decode(summed.total)[:EVALUATE]
-    )
-    client.results(task_id, wait_s=plan.timeout_s)
-    return Evaluation(correct / total, loss / total, round(total)) if total >= 1 else None
+    summed = _compute(client, collaboration, "fl.evaluate", params, nodes, plan.timeout_s, None)
+    if not isinstance(summed, EvaluationTotals):  # pragma: no cover - fl.evaluate finalises to one
+        raise TaskError("evaluation: fl.evaluate did not finalise to evaluation sums")
+    if summed.total < 1:
+        return None
+    return Evaluation(summed.correct / summed.total, summed.loss_sum / summed.total, round(summed.total))
 
 
-def _await_sum(
-    client: Client, task_id: str, label: str, nodes: Sequence[str], timeout_s: float, round: int | None
-) -> SecureSum:
-    """The round's secure sum; fails as soon as every node has failed, rather than at the timeout."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        try:
-            return client.secure_sum(
-                task_id, label, wait_s=min(_POLL_S, max(0.0, deadline - time.monotonic()))
-            )
-        except TaskError as exc:
-            pending = "has not finished" in str(exc)
-            failed = [r for r in client.results(task_id) if not r.ok]
-            if not pending or len(failed) == len(nodes) or time.monotonic() >= deadline:
-                raise TaskError(_why_failed(client, task_id, round, str(exc))) from None
-
-
-def _reports(client: Client, task_id: str, wait_s: float) -> list[RoundReport]:
-    reports = []
-    for result in client.results(task_id, wait_s=wait_s):
-        if result.ok and result.output is not None:
-            with contextlib.suppress(ValidationError):
-                reports.append(RoundReport.model_validate(result.output))
-    return reports
-
-
-def _why_failed(client: Client, task_id: str, round: int | None, error: str) -> str:
-    with contextlib.suppress(TaskError):
-        results = client.results(task_id, wait_s=5.0)
-        reasons = "; ".join(f"{r.node}: {r.error}" for r in results if not r.ok and r.error)
-        if reasons:
-            error = f"{error} (the nodes said: {reasons})"
-    return (f"round {round}: " if round is not None else "evaluation: ") + error
+def _compute(
+    client: Client,
+    collaboration: str,
+    algorithm: str,
+    params: BaseModel,
+    nodes: Sequence[str],
+    timeout_s: float,
+    round: int | None,
+) -> Finalised:
+    """One task through the client's generic path; a failure says which round it was."""
+    raw = params.model_dump(mode="json", by_alias=True)
+    try:
+        return client.compute(collaboration, algorithm, raw, nodes=list(nodes), timeout_s=timeout_s)
+    except TaskError as exc:
+        where = f"round {round}: " if round is not None else "evaluation: "
+        raise TaskError(where + str(exc)) from None
 
 
 # -- checkpoints -----------------------------------------------------------------------------

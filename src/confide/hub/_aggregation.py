@@ -30,14 +30,16 @@ from confide.hub._store import Store
 from confide.hub._watch import TaskWatch
 from confide.protocols.secagg import (
     Abort,
+    Assembler,
     SecAggConfig,
     SecAggServer,
     ServerMessage,
     ServerStage,
+    config_fields,
     decode_message,
     encode_message,
+    frames_of,
 )
-from confide.protocols.secagg._frames import Assembler, config_fields, frames_of
 from confide.wire import HUB, Envelope
 
 __all__ = ["AggregationRooms"]

@@ -15,7 +15,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from typing import Any
 
-from fastapi import FastAPI, Request, WebSocket, WebSocketDisconnect
+from fastapi import FastAPI, Request, WebSocket
 from fastapi.responses import JSONResponse
 
 from confide._errors import (
@@ -25,21 +25,19 @@ from confide._errors import (
     ConfigError,
     ConflictError,
     NotFoundError,
-    TransportError,
     WireError,
 )
 from confide._version import __version__
 from confide.hub._api import router
 from confide.hub._audit import AuditLog
 from confide.hub._directory import Directory
-from confide.hub._longpoll import LongPollHub
-from confide.hub._longpoll import router as longpoll_router
 from confide.hub._seed import load_seed
 from confide.hub._service import HubService
 from confide.hub._sessions import NodeSessions
 from confide.hub._settings import HubSettings
 from confide.hub._store import Store
 from confide.hub._watch import TaskWatch
+from confide.transport import WEBSOCKET_PATH, LongPollHub, NodeWebSocket, longpoll_router
 
 __all__ = ["create_app", "preflight"]
 
@@ -91,7 +89,7 @@ def create_app(settings: HubSettings, store: Store | None = None) -> FastAPI:
         app.state.longpoll = LongPollHub(sessions.serve, hold_s=settings.max_wait_s)
         grpc_server = None
         if settings.grpc_port is not None:
-            from confide.hub._grpc import GrpcNodeServer
+            from confide.transport import GrpcNodeServer  # loads grpc only for a hub that serves it
 
             tls = None
             if settings.tls and settings.tls_cert is not None and settings.tls_key is not None:
@@ -113,7 +111,7 @@ def create_app(settings: HubSettings, store: Store | None = None) -> FastAPI:
 
     app = FastAPI(title="confide hub", version=__version__, lifespan=lifespan, docs_url="/docs")
     app.include_router(router)
-    app.include_router(longpoll_router)
+    app.include_router(longpoll_router())
 
     @app.exception_handler(ConfideError)
     async def _confide_error(request: Request, exc: ConfideError) -> JSONResponse:
@@ -126,10 +124,10 @@ def create_app(settings: HubSettings, store: Store | None = None) -> FastAPI:
     async def health() -> dict[str, str]:
         return {"status": "ok", "version": __version__}
 
-    @app.websocket("/ws/node")
+    @app.websocket(WEBSOCKET_PATH)
     async def node_socket(websocket: WebSocket) -> None:
         await websocket.accept()
-        await app.state.sessions.serve(_StarletteConnection(websocket))
+        await app.state.sessions.serve(NodeWebSocket(websocket))
 
     app.add_middleware(_AuditMiddleware)
     return app
@@ -157,38 +155,6 @@ async def _purge_mailbox(store: Store) -> None:
         await asyncio.sleep(60)
         with contextlib.suppress(ConfideError):
             await store.purge_expired(time.time_ns() // 1_000_000)
-
-
-class _StarletteConnection:
-    """Adapts a FastAPI WebSocket to the transport ``Connection`` interface."""
-
-    def __init__(self, ws: WebSocket) -> None:
-        self._ws = ws
-
-    async def send(self, frame: bytes) -> None:
-        try:
-            await self._ws.send_bytes(frame)
-        except (WebSocketDisconnect, RuntimeError) as exc:
-            raise TransportError(f"node socket closed: {exc}") from None
-
-    async def recv(self) -> bytes:
-        try:
-            message = await self._ws.receive()
-        except RuntimeError as exc:
-            raise TransportError(f"node socket closed: {exc}") from None
-        if message["type"] == "websocket.disconnect":
-            raise TransportError("node disconnected")
-        data = message.get("bytes")
-        if data is None:
-            raise TransportError("node sent a text frame; confide speaks binary frames only")
-        return bytes(data)
-
-    async def close(self) -> None:
-        # Idempotent, as ``Connection.close`` promises: a socket whose node already left raises
-        # WebSocketDisconnect on the first close (RuntimeError after). Letting it escape aborted
-        # the session that replaces this one (``NodeSessions.serve`` closes the previous one).
-        with contextlib.suppress(WebSocketDisconnect, RuntimeError):
-            await self._ws.close()
 
 
 class _AuditMiddleware:

@@ -36,7 +36,7 @@ from pydantic import ValidationError
 
 from confide._errors import AuthError, ConfideError, PolicyError, ProtocolError, TransportError, WireError
 from confide._version import __version__
-from confide.algorithms import Algorithm, TrainingCost, TrainingSpend, get_algorithm
+from confide.algorithms import MAIN_STEP, Algorithm, TrainingCost, TrainingSpend, get_algorithm
 from confide.crypto import MemoryReplayGuard, PublicParty, Role, verify_party_certificate
 from confide.kit import Kit
 from confide.node._config import NodeConfig
@@ -65,7 +65,7 @@ from confide.wire import (
 )
 
 if TYPE_CHECKING:
-    from confide.learning._accountant import PrivacyAccountant
+    from confide.learning import PrivacyAccountant
 
 __all__ = ["Agent"]
 
@@ -93,7 +93,9 @@ class Agent:
         self.config = config
         self.kit = kit
         self.connector = connector
-        self.workers = workers or WorkerPool(config.data, config.workers, config.training_data)
+        self.workers = workers or WorkerPool(
+            config.data, config.workers, config.training_data, node_id=kit.party_id
+        )
         self.connected = asyncio.Event()
         self._guard = MemoryReplayGuard()
         self._peers: dict[bytes, PublicParty] = {}
@@ -276,12 +278,17 @@ class Agent:
             )
             await self._status(assignment.run_id, "running", assignment.task_id)
             algorithm = get_algorithm(request.algorithm)
-            if algorithm.protocol is None:
+            if not algorithm.multiparty:
                 outcome = await self._run_local(request.algorithm, request.params)
             else:
                 outcome = await self._run_protocol(assignment, algorithm, request.params, request.nodes)
         except ConfideError as exc:
             outcome = StepOutcome(None, str(exc))
+        except Exception as exc:  # a bug must end the run with a reason, not leave it hanging
+            log.exception("run %s of %s failed", assignment.run_id, request.algorithm)
+            outcome = StepOutcome(
+                None, f"{request.algorithm} failed with {type(exc).__name__}; the node's log has the details"
+            )
         log.info(
             "run %s of %s: %s",
             assignment.run_id,
@@ -291,9 +298,11 @@ class Agent:
         status = "failed" if outcome.error else "completed"
         await self._final(assignment, status, self._seal(assignment, researcher, outcome))
 
-    async def _run_local(self, algorithm: str, params: dict[str, object]) -> StepOutcome:
+    async def _run_local(
+        self, algorithm: str, params: dict[str, object], step: str = MAIN_STEP
+    ) -> StepOutcome:
         async with self._limit:
-            return await self.workers.run(algorithm, params)
+            return await self.workers.run(algorithm, params, step)
 
     async def _run_protocol(
         self, assignment: RunAssignment, algorithm: Algorithm, params: dict[str, object], nodes: list[str]
@@ -394,8 +403,7 @@ class Agent:
 
         def charge() -> TrainingSpend:
             # In a thread: the first import of the accountant loads Opacus and torch.
-            from confide.learning._accountant import PrivacyAccountant
-            from confide.learning._privacy import NoisySteps, epsilon_spent
+            from confide.learning import NoisySteps, PrivacyAccountant, epsilon_spent
 
             with self._accountant_lock:
                 if self._accountant is None:
@@ -555,6 +563,6 @@ class Agent:
 
 def _import_accountant() -> None:
     try:
-        importlib.import_module("confide.learning._accountant")
+        importlib.import_module("confide.learning").PrivacyAccountant  # noqa: B018 - the import is the point
     except Exception:  # a broken install: the first training round will report it
         log.warning("could not import the DP-SGD accountant (torch, opacus)", exc_info=True)

@@ -13,8 +13,7 @@ from urllib.parse import urlparse
 
 from confide.kit import Kit
 from confide.node._config import NodeConfig
-from confide.transport import Connector, TransportKind, WebSocketConnector
-from confide.transport._fallback import FallbackConnector
+from confide.transport import Connector, FallbackConnector, TransportKind, WebSocketConnector
 
 __all__ = ["hub_connector"]
 
@@ -32,12 +31,12 @@ def hub_connector(config: NodeConfig, kit: Kit) -> FallbackConnector:
         elif kind is TransportKind.GRPC:
             target = config.grpc_target or kit.hub_grpc
             if target is not None:
-                from confide.transport._grpc import GrpcConnector
+                from confide.transport import GrpcConnector  # loads grpc only for a node that uses it
 
                 root = kit.ca_pem if secure else None
                 connectors.append(GrpcConnector(target, root_certificates=root, proxy_url=proxy))
         else:
-            from confide.transport._longpoll import LongPollConnector
+            from confide.transport import LongPollConnector  # loads httpx only for a node that uses it
 
             connectors.append(LongPollConnector(hub_url, ssl_context=tls, proxy_url=proxy))
     return FallbackConnector(connectors)

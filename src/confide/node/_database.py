@@ -30,7 +30,7 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, NoSuchT
 from sqlalchemy.pool import NullPool
 
 from confide._errors import AlgorithmError
-from confide.algorithms._registry import TableSource
+from confide.algorithms import TableSource
 from confide.node._config import ColumnType, DataSourceConfig
 
 __all__ = ["database_url", "fetch_rows", "run_select", "table_source"]

@@ -30,12 +30,12 @@ import pyarrow.parquet as pq
 from sqlglot import exp
 
 from confide._errors import AlgorithmError, ConfideError
-from confide.algorithms._registry import TableSource
+from confide.algorithms import TableSource
 from confide.node import _database
 from confide.node._config import ColumnType, DataSourceConfig, SourceFormat, TrainingDataConfig
 
 if TYPE_CHECKING:
-    from confide.learning._data import TrainingSplit
+    from confide.learning import TrainingSplit
 
 __all__ = ["LocalData"]
 
@@ -62,13 +62,25 @@ class LocalData:
     """The node's tables, loaded lazily; implements the algorithms' ``DataContext``."""
 
     def __init__(
-        self, sources: Sequence[DataSourceConfig], training: Sequence[TrainingDataConfig] = ()
+        self,
+        sources: Sequence[DataSourceConfig],
+        training: Sequence[TrainingDataConfig] = (),
+        *,
+        node_id: str = "",
     ) -> None:
+        self._node_id = node_id
         self._sources = {s.name: s for s in sources}
         self._cache: dict[str, tuple[float, pa.Table]] = {}
         self._training = {t.name: t for t in training}
         self._training_cache: dict[str, tuple[tuple[float, ...], TrainingSplit]] = {}
         self._training_lock = threading.Lock()  # a step and prepare_training() never read a set twice
+
+    @property
+    def node_id(self) -> str:
+        """The node these tables belong to."""
+        if not self._node_id:
+            raise AlgorithmError("this step needs to know its node, and the worker was not told")
+        return self._node_id
 
     def training_data(self, name: str) -> TrainingSplit:
         """Training data set ``name``: its training and held-out parts (cached while its files stay)."""

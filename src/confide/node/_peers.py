@@ -33,7 +33,7 @@ import numpy as np
 import numpy.typing as npt
 
 from confide._errors import AlgorithmError, PolicyError, ProtocolError, ReplayError
-from confide.algorithms import TrainingCost, TrainingSpend
+from confide.algorithms import MAIN_STEP, TrainingCost, TrainingSpend
 from confide.crypto import (
     CHUNK_SIZE,
     MemoryReplayGuard,
@@ -45,6 +45,7 @@ from confide.crypto import (
 )
 from confide.node._worker import StepOutcome
 from confide.protocols.secagg import (
+    Assembler,
     ClientMessage,
     Contribution,
     MaskedInput,
@@ -54,8 +55,8 @@ from confide.protocols.secagg import (
     Withdraw,
     decode_message,
     encode_message,
+    frames_of,
 )
-from confide.protocols.secagg._frames import Assembler, frames_of
 from confide.wire import HUB, Envelope, Flags, MessageKind, open_envelope, seal_envelope
 
 __all__ = ["UNMASKED_ALLOWED", "TaskPeers"]
@@ -95,7 +96,7 @@ class TaskPeers:
         identity: PartyIdentity,
         peers: Mapping[str, PublicParty],
         algorithm: str,
-        run_local: Callable[[str, dict[str, object]], Awaitable[StepOutcome]],
+        run_local: Callable[[str, dict[str, object], str], Awaitable[StepOutcome]],
         send_frame: Callable[[Envelope], Awaitable[asyncio.Event]],
         guard: MemoryReplayGuard,
         max_age_ms: int = 7 * 24 * 3600 * 1000,
@@ -138,8 +139,8 @@ class TaskPeers:
     def nodes(self) -> list[str]:
         return sorted({self.node_id, *self._peers})
 
-    async def local(self, params: Mapping[str, object]) -> dict[str, object]:
-        outcome = await self._run_local(self._algorithm, dict(params))
+    async def local(self, params: Mapping[str, object], step: str = MAIN_STEP) -> dict[str, object]:
+        outcome = await self._run_local(self._algorithm, dict(params), step)
         if outcome.error is not None or outcome.output is None:
             raise AlgorithmError(outcome.error or f"{self._algorithm} produced no local figures")
         return outcome.output

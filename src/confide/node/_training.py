@@ -13,7 +13,7 @@ import os
 import numpy as np
 
 from confide._errors import AlgorithmError, ConfigError
-from confide.learning._data import (
+from confide.learning import (
     FASHION_MNIST_MEAN_STD,
     MNIST_MEAN_STD,
     Dataset,

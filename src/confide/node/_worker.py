@@ -22,7 +22,7 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 
 from confide._errors import ConfideError
-from confide.algorithms import get_algorithm
+from confide.algorithms import MAIN_STEP, get_algorithm
 from confide.node._config import DataSourceConfig, TrainingDataConfig
 from confide.node._datasource import LocalData
 
@@ -41,9 +41,11 @@ class StepOutcome:
     error: str | None
 
 
-def _init_worker(sources: Sequence[DataSourceConfig], training: Sequence[TrainingDataConfig] = ()) -> None:
+def _init_worker(
+    sources: Sequence[DataSourceConfig], training: Sequence[TrainingDataConfig] = (), node_id: str = ""
+) -> None:
     global _DATA
-    _DATA = LocalData(sources, training)
+    _DATA = LocalData(sources, training, node_id=node_id)
     threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()
     if training:
         prepare = threading.Thread(target=_prepare_training, args=(_DATA,), name="prepare", daemon=True)
@@ -86,11 +88,11 @@ def _exit_with_parent(parent: int) -> None:
     os._exit(0)
 
 
-def _run_step(algorithm: str, params: dict[str, object]) -> StepOutcome:
+def _run_step(algorithm: str, params: dict[str, object], step: str = MAIN_STEP) -> StepOutcome:
     if _DATA is None:
         return StepOutcome(None, "worker was not initialised")
     try:
-        return StepOutcome(get_algorithm(algorithm).run(_DATA, params), None)
+        return StepOutcome(get_algorithm(algorithm).run(_DATA, params, step), None)
     except ConfideError as exc:
         return StepOutcome(None, str(exc))
     except Exception as exc:  # an algorithm's own bug: report it, keep the worker
@@ -113,7 +115,10 @@ class WorkerPool:
         sources: Sequence[DataSourceConfig],
         workers: int = 1,
         training: Sequence[TrainingDataConfig] = (),
+        *,
+        node_id: str = "",
     ) -> None:
+        self._node_id = node_id
         self._sources = list(sources)
         self._training = list(training)
         self._workers = workers
@@ -124,7 +129,7 @@ class WorkerPool:
             max_workers=self._workers,
             mp_context=multiprocessing.get_context("spawn"),
             initializer=_init_worker,
-            initargs=(self._sources, self._training),
+            initargs=(self._sources, self._training, self._node_id),
         )
 
     async def warm_up(self) -> None:
@@ -132,11 +137,11 @@ class WorkerPool:
         loop = asyncio.get_running_loop()
         await asyncio.gather(*(loop.run_in_executor(self._pool, _warm) for _ in range(self._workers)))
 
-    async def run(self, algorithm: str, params: dict[str, object]) -> StepOutcome:
-        """Run one step in a worker."""
+    async def run(self, algorithm: str, params: dict[str, object], step: str = MAIN_STEP) -> StepOutcome:
+        """Run one step of ``algorithm`` (its main step unless ``step`` names another) in a worker."""
         loop = asyncio.get_running_loop()
         try:
-            return await loop.run_in_executor(self._pool, _run_step, algorithm, params)
+            return await loop.run_in_executor(self._pool, _run_step, algorithm, params, step)
         except BrokenProcessPool:
             log.error("a worker process died running %s; restarting the pool", algorithm)
             self._pool.shutdown(wait=False, cancel_futures=True)

@@ -3,18 +3,21 @@
 Computed bottom-up from the federation's schema. The compiler passes ask it instead of
 annotating the immutable IR: name resolution and type checking raise here, GROUP BY
 domains come from here, and so do the numeric bounds a secure sum needs (carried through
-arithmetic by interval arithmetic).
+arithmetic by interval arithmetic). A pass asks a :class:`ColumnTypes`, which computes each
+relation once; :func:`output_columns` is the one-off question.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
 from confide._errors import QueryError
 from confide.query._ir import (
     AggFunc,
     Aggregate,
+    AggregateSpec,
     BinaryOp,
     BoolExpr,
     Collect,
@@ -32,10 +35,11 @@ from confide.query._ir import (
     Relation,
     Scan,
     Sqrt,
+    children,
 )
 from confide.query._schema import ColumnSchema, FederationSchema
 
-__all__ = ["ColumnInfo", "expr_info", "output_columns", "parties_of"]
+__all__ = ["ColumnInfo", "ColumnTypes", "Columns", "expr_info", "output_columns", "parties_of"]
 
 
 @dataclass(frozen=True)
@@ -46,6 +50,10 @@ class ColumnInfo:
     domain: ColumnSchema | None = None
     bounds: tuple[float, float] | None = None
     aggregated: bool = False  # the result of an aggregate over (possibly) several parties
+
+
+Columns = Mapping[str, ColumnInfo]
+"""A relation's output columns, in order (read-only: :class:`ColumnTypes` shares them)."""
 
 
 def parties_of(relation: Relation) -> frozenset[str]:
@@ -63,54 +71,92 @@ def parties_of(relation: Relation) -> frozenset[str]:
 
 def output_columns(relation: Relation, schema: FederationSchema) -> dict[str, ColumnInfo]:
     """The columns ``relation`` outputs, in order; :class:`QueryError` on any name or type error."""
-    match relation:
-        case Scan(table, party):
-            declared = schema.table(table)
-            if party not in declared.parties:
-                raise QueryError(
-                    f"table {table!r} is not held by {party!r}; it is at: {', '.join(declared.parties)}"
-                )
-            return {
-                name: ColumnInfo(c.type, c if c.has_domain else None, c.bounds)
-                for name, c in declared.columns.items()
-            }
-        case Concat(inputs):
-            return _concat(inputs, schema)
-        case Project(source, columns):
-            available = output_columns(source, schema)
-            return {name: _column(available, name, "project") for name in columns}
-        case Filter(source, predicate):
-            available = output_columns(source, schema)
-            if expr_info(predicate, available).type is not ColumnType.BOOL:
-                raise QueryError("filter: the predicate is not a true/false condition")
-            return available
-        case Compute(source, name, expr):
-            available = output_columns(source, schema)
-            if name in available:
-                raise QueryError(f"compute: column {name!r} exists already")
-            return {**available, name: expr_info(expr, available)}
-        case Aggregate(source, group_by, aggregates):
-            return _aggregate(output_columns(source, schema), group_by, aggregates)
-        case Join(left, right, on):
-            return _join(output_columns(left, schema), output_columns(right, schema), on)
-        case Collect(source, _, _):
-            return output_columns(source, schema)
+    return dict(ColumnTypes(schema).of(relation))
 
 
-def _column(available: dict[str, ColumnInfo], name: str, where: str) -> ColumnInfo:
+class ColumnTypes:
+    """What the relations of a query output under one schema, each relation computed once.
+
+    A compile asks for the same subtrees' columns again and again: placement checks every
+    secure sum's input and the result's columns, and a ``WITH`` query read twice is one
+    subtree in two places. The IR is immutable, so what a relation outputs never changes:
+    it is kept per relation object. By identity, not by value: a frozen dataclass hashes
+    its whole subtree on every lookup, which costs more than the typing it would save. The
+    relations are held too, so no id is reused while the memo lives. One instance serves
+    one pass over one schema; nothing is shared between compiles.
+    """
+
+    def __init__(self, schema: FederationSchema) -> None:
+        self.schema = schema
+        self._columns: dict[int, tuple[Relation, Columns]] = {}
+        self._parties: dict[int, tuple[Relation, frozenset[str]]] = {}
+
+    def of(self, relation: Relation) -> Columns:
+        """The columns ``relation`` outputs, in order; :class:`QueryError` on any name or type error."""
+        found = self._columns.get(id(relation))
+        if found is None:
+            found = self._columns[id(relation)] = (relation, self._compute(relation))
+        return found[1]
+
+    def parties(self, relation: Relation) -> frozenset[str]:
+        """Every party whose data flows into ``relation`` (as :func:`parties_of`)."""
+        found = self._parties.get(id(relation))
+        if found is None:
+            inputs = children(relation)
+            parties = frozenset({relation.party}) if isinstance(relation, Scan) else frozenset()
+            found = self._parties[id(relation)] = (relation, parties.union(*map(self.parties, inputs)))
+        return found[1]
+
+    def _compute(self, relation: Relation) -> Columns:
+        match relation:
+            case Scan(table, party):
+                return _scan(self.schema, table, party)
+            case Concat(inputs):
+                return _concat([self.of(r) for r in inputs])
+            case Project(source, columns):
+                available = self.of(source)
+                return {name: _column(available, name, "project") for name in columns}
+            case Filter(source, predicate):
+                available = self.of(source)
+                if expr_info(predicate, available).type is not ColumnType.BOOL:
+                    raise QueryError("filter: the predicate is not a true/false condition")
+                return available
+            case Compute(source, name, expr):
+                available = self.of(source)
+                if name in available:
+                    raise QueryError(f"compute: column {name!r} exists already")
+                return {**available, name: expr_info(expr, available)}
+            case Aggregate(source, group_by, aggregates):
+                return _aggregate(self.of(source), group_by, aggregates)
+            case Join(left, right, on):
+                return _join(self.of(left), self.of(right), on)
+            case Collect(source, _, _):
+                return self.of(source)
+
+
+def _scan(schema: FederationSchema, table: str, party: str) -> Columns:
+    declared = schema.table(table)
+    if party not in declared.parties:
+        raise QueryError(f"table {table!r} is not held by {party!r}; it is at: {', '.join(declared.parties)}")
+    return {
+        name: ColumnInfo(column.type, column if column.has_domain else None, column.bounds)
+        for name, column in declared.columns.items()
+    }
+
+
+def _column(available: Columns, name: str, where: str) -> ColumnInfo:
     found = available.get(name)
     if found is None:
         raise QueryError(f"{where}: unknown column {name!r}; available: {', '.join(available)}")
     return found
 
 
-def _concat(inputs: tuple[Relation, ...], schema: FederationSchema) -> dict[str, ColumnInfo]:
-    if not inputs:
+def _concat(shapes: list[Columns]) -> Columns:
+    if not shapes:
         raise QueryError("concat: no relations to combine")
-    shapes = [output_columns(r, schema) for r in inputs]
     first = shapes[0]
 
-    def shape(columns: dict[str, ColumnInfo]) -> list[tuple[str, str]]:
+    def shape(columns: Columns) -> list[tuple[str, str]]:
         return [(n, c.type.value) for n, c in columns.items()]
 
     for other in shapes[1:]:
@@ -127,11 +173,11 @@ _PAIRED = frozenset({AggFunc.CORR, AggFunc.SUM_PRODUCTS, AggFunc.COUNT, AggFunc.
 
 
 def _aggregate(
-    available: dict[str, ColumnInfo], group_by: tuple[str, ...], aggregates: tuple[object, ...]
-) -> dict[str, ColumnInfo]:
+    available: Columns, group_by: tuple[str, ...], aggregates: tuple[AggregateSpec, ...]
+) -> Columns:
     out = {name: replace(_column(available, name, "group by"), aggregated=True) for name in group_by}
     for spec in aggregates:
-        func, column, name, other = spec.func, spec.column, spec.out, spec.other  # type: ignore[attr-defined]
+        func, column, name, other = spec.func, spec.column, spec.out, spec.other
         source = None if column is None else _column(available, column, f"{func.value}({column})")
         if other is not None:
             second = _column(available, other, f"{func.value}({column}, {other})")
@@ -158,9 +204,7 @@ def _aggregate_type(func: AggFunc, source: ColumnInfo | None) -> ColumnType:
     return ColumnType.FLOAT
 
 
-def _join(
-    left: dict[str, ColumnInfo], right: dict[str, ColumnInfo], on: tuple[tuple[str, str], ...]
-) -> dict[str, ColumnInfo]:
+def _join(left: Columns, right: Columns, on: tuple[tuple[str, str], ...]) -> Columns:
     for a, b in on:
         if _column(left, a, "join").type is not _column(right, b, "join").type:
             raise QueryError(f"join: {a!r} and {b!r} have different types")
@@ -170,7 +214,7 @@ def _join(
     return {**left, **{n: c for n, c in right.items() if n not in left}}
 
 
-def expr_info(expr: Expr, available: dict[str, ColumnInfo]) -> ColumnInfo:
+def expr_info(expr: Expr, available: Columns) -> ColumnInfo:
     """Type (and bounds, by interval arithmetic) of ``expr`` over ``available`` columns."""
     match expr:
         case ColumnRef(name):

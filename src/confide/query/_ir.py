@@ -46,7 +46,9 @@ __all__ = [
     "Relation",
     "Scan",
     "Sqrt",
+    "aggregate_text",
     "children",
+    "describe",
     "expr_text",
     "walk",
 ]
@@ -295,3 +297,32 @@ def expr_text(expr: Expr) -> str:
             return f"not {expr_text(operand)}"
         case Sqrt(operand):
             return f"sqrt({expr_text(operand)})"
+
+
+def aggregate_text(spec: AggregateSpec) -> str:
+    """One aggregate as text: ``sum(amount)``, ``count(*)``, ``corr(x, y)``."""
+    arguments = ", ".join(c for c in (spec.column or "*", spec.other) if c is not None)
+    return f"{spec.func.value}({arguments})"
+
+
+def describe(relation: Relation) -> str:
+    """One operator as a line of text, without its inputs (``filter age >= 30``)."""
+    match relation:
+        case Scan(table, party):
+            return f"scan {table} @ {party}"
+        case Concat(inputs):
+            return f"concat of {len(inputs)}"
+        case Project(_, columns):
+            return f"project {', '.join(columns)}"
+        case Filter(_, predicate):
+            return f"filter {expr_text(predicate)}"
+        case Compute(_, name, expr):
+            return f"compute {name} = {expr_text(expr)}"
+        case Aggregate(_, group_by, aggregates):
+            funcs = ", ".join(f"{s.out} = {aggregate_text(s)}" for s in aggregates)
+            by = f" by {', '.join(group_by)}" if group_by else ""
+            return f"aggregate {funcs}{by}"
+        case Join(_, _, on):
+            return f"join on {', '.join(f'{a} = {b}' for a, b in on)}" if on else "cross join"
+        case Collect(_, to, _):
+            return f"collect to {to}"

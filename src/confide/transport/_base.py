@@ -2,15 +2,18 @@
 
 Every transport (WebSocket, gRPC, HTTPS long-polling) carries the same
 binary envelopes, so the hub's node session and the node's agent never know which one
-they run over. The node always dials out; the hub never connects to a node.
+they run over. The node always dials out; the hub never connects to a node. A transport's
+server end takes the hub's session loop as a :data:`SessionLoop` and runs it once per
+node connection, so no transport imports the hub.
 """
 
 from __future__ import annotations
 
 import enum
-from typing import Protocol
+from collections.abc import Callable, Coroutine
+from typing import Any, Protocol, TypeAlias
 
-__all__ = ["Connection", "Connector", "TransportKind"]
+__all__ = ["Connection", "Connector", "SessionLoop", "TransportKind"]
 
 
 class TransportKind(enum.StrEnum):
@@ -48,3 +51,7 @@ class Connector(Protocol):
     async def connect(self) -> Connection:
         """Dial the hub; :class:`TransportError` naming the hub and the reason on failure."""
         ...
+
+
+SessionLoop: TypeAlias = Callable[[Connection], Coroutine[Any, Any, None]]
+"""What a server end runs for each node connection (the hub's ``NodeSessions.serve``)."""

@@ -26,6 +26,7 @@ from dataclasses import dataclass, replace
 
 from confide._errors import WireError
 from confide.crypto import (
+    SIGNATURE_SIZE,
     PartyIdentity,
     PublicParty,
     ReplayGuard,
@@ -33,7 +34,6 @@ from confide.crypto import (
     open_sealed,
     seal,
 )
-from confide.crypto._seal import SIGNATURE_SIZE
 
 __all__ = ["Envelope", "Flags", "MessageKind", "open_envelope", "seal_envelope"]
 

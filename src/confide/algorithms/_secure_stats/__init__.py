@@ -42,6 +42,7 @@ The modules, in dependency order:
 from __future__ import annotations
 
 from confide._errors import AlgorithmError
+from confide.algorithms._result import ResultTable
 from confide.algorithms._secure_stats._correlation import CORRELATION, CorrelationOutput, CorrelationParams
 from confide.algorithms._secure_stats._crosstab import CROSSTAB, CrosstabOutput, CrosstabParams
 from confide.algorithms._secure_stats._groups import GroupSpec
@@ -56,7 +57,6 @@ from confide.algorithms._secure_stats._histogram import (
 )
 from confide.algorithms._secure_stats._interface import (
     Contribution,
-    ResultTable,
     SecureStatistic,
     VectorLayout,
 )

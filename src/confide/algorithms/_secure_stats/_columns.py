@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from confide._errors import AlgorithmError
-from confide.algorithms._registry import DataContext
+from confide.algorithms._context import DataContext
 from confide.algorithms._secure_stats._interface import Bounds, Cells, Vector, _count, _edge
 
 # -- reading a node's data ------------------------------------------------------------------------

@@ -11,7 +11,8 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, Field
 
-from confide.algorithms._registry import DataContext
+from confide.algorithms._context import DataContext
+from confide.algorithms._result import ResultTable
 from confide.algorithms._secure_stats._columns import _table
 from confide.algorithms._secure_stats._groups import GroupSpec, _cells
 from confide.algorithms._secure_stats._interface import (
@@ -19,7 +20,6 @@ from confide.algorithms._secure_stats._interface import (
     _OUTPUT,
     Contribution,
     MaxRows,
-    ResultTable,
     Vector,
     VectorLayout,
     _as,

@@ -15,7 +15,8 @@ import numpy as np
 import numpy.typing as npt
 from pydantic import BaseModel, Field, model_validator
 
-from confide.algorithms._registry import DataContext
+from confide.algorithms._context import DataContext
+from confide.algorithms._result import ResultTable
 from confide.algorithms._secure_stats._columns import _check_within, _numeric, _table
 from confide.algorithms._secure_stats._groups import (
     GroupSpec,
@@ -32,7 +33,6 @@ from confide.algorithms._secure_stats._interface import (
     _OUTPUT,
     Contribution,
     MaxRows,
-    ResultTable,
     Vector,
     VectorLayout,
     _as,

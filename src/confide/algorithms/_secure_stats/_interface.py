@@ -18,7 +18,8 @@ import numpy.typing as npt
 from pydantic import BaseModel, ConfigDict, Field
 
 from confide._errors import AlgorithmError
-from confide.algorithms._registry import DataContext
+from confide.algorithms._context import DataContext
+from confide.algorithms._result import ResultTable
 
 Vector = npt.NDArray[np.float64]
 Cells = npt.NDArray[np.int64]
@@ -71,15 +72,6 @@ class Contribution:
 
     values: Vector
     rows: int
-
-
-@dataclass(frozen=True)
-class ResultTable:
-    """A finalised statistic as a titled table of formatted cells, for the CLI."""
-
-    title: str
-    headers: list[str]
-    rows: list[list[str]]
 
 
 class SecureStatistic(Protocol):

@@ -8,7 +8,8 @@ from typing import Any, Self
 import numpy as np
 from pydantic import BaseModel, Field, model_validator
 
-from confide.algorithms._registry import DataContext
+from confide.algorithms._context import DataContext
+from confide.algorithms._result import ResultTable
 from confide.algorithms._secure_stats._columns import (
     _check_bounds,
     _check_within,
@@ -34,7 +35,6 @@ from confide.algorithms._secure_stats._interface import (
     Contribution,
     Decimals,
     MaxRows,
-    ResultTable,
     Vector,
     VectorLayout,
     _as,

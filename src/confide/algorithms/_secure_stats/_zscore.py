@@ -10,7 +10,8 @@ import pyarrow as pa
 from pydantic import BaseModel, Field, model_validator
 
 from confide._errors import AlgorithmError
-from confide.algorithms._registry import DataContext
+from confide.algorithms._context import DataContext
+from confide.algorithms._result import ResultTable
 from confide.algorithms._secure_stats._columns import (
     _check_bounds,
     _check_within,
@@ -30,7 +31,6 @@ from confide.algorithms._secure_stats._interface import (
     Contribution,
     Decimals,
     MaxRows,
-    ResultTable,
     Vector,
     VectorLayout,
     _as,

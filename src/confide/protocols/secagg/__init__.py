@@ -6,6 +6,7 @@ whole round in one process for tests and simulations.
 
 - ``_config``: the round's public parameters and neighbour graph
 - ``_messages``: the messages and their binary form
+- ``_frames``: messages cut into envelope chunks between a node and the hub, and reassembled
 - ``_client``: a node's stages (advertise, share, mask, unmask)
 - ``_server``: the server's stages, dropout recovery
 - ``_researcher``: removing the output pads
@@ -14,6 +15,7 @@ whole round in one process for tests and simulations.
 
 from confide.protocols.secagg._client import ClientStage, Contribution, SecAggClient
 from confide.protocols.secagg._config import SecAggConfig
+from confide.protocols.secagg._frames import Assembler, config_fields, config_from_fields, frames_of
 from confide.protocols.secagg._memory import run_in_memory
 from confide.protocols.secagg._messages import (
     Abort,
@@ -39,6 +41,7 @@ __all__ = [
     "Abort",
     "Advertise",
     "AggregateOutcome",
+    "Assembler",
     "ClientMessage",
     "ClientStage",
     "Contribution",
@@ -56,8 +59,11 @@ __all__ = [
     "Survivors",
     "Unmask",
     "Withdraw",
+    "config_fields",
+    "config_from_fields",
     "decode_message",
     "encode_message",
+    "frames_of",
     "remove_pads",
     "run_in_memory",
 ]

@@ -5,7 +5,11 @@
 3. ``rewrite_aggregates``: MEAN / VAR / STD / CORR into sums of local partials;
 
 then ``place`` turns the result into a :class:`Plan`: each operator local at a party,
-a secure sum, or at the receiver, or a :class:`QueryError` saying why it cannot run.
+a secure sum, or at the receiver, or a :class:`QueryError` saying why it cannot run. Name
+resolution types the query as written, and placement the rewritten tree, once each (a
+:class:`~confide.query._columns.ColumnTypes` per tree): that is the re-check after
+rewriting, and what placement's checks read. Each pass has input / expected fixtures in
+``tests/query/fixtures/``.
 """
 
 from collections.abc import Callable
@@ -24,8 +28,7 @@ RULES: tuple[Rule, ...] = (resolve, push_down, rewrite_aggregates)
 
 
 def compile_plan(relation: Relation, schema: FederationSchema) -> Plan:
-    """Run every rule in order, check the result again, and place it."""
+    """Run every rule in order, then place the result (which type-checks the rewritten tree again)."""
     for rule in RULES:
         relation = rule(relation, schema)
-    resolve(relation, schema)  # the rewritten tree must still type-check
     return place(relation, schema)

@@ -22,11 +22,10 @@ import enum
 from dataclasses import dataclass
 
 from confide._errors import QueryError
-from confide.query._columns import output_columns, parties_of
+from confide.query._columns import ColumnTypes
 from confide.query._ir import (
     AggFunc,
     Aggregate,
-    AggregateSpec,
     Collect,
     Compute,
     Concat,
@@ -36,7 +35,7 @@ from confide.query._ir import (
     Relation,
     Scan,
     children,
-    expr_text,
+    describe,
 )
 from confide.query._schema import FederationSchema
 from confide.query.passes.reveal import check_reveal
@@ -92,7 +91,7 @@ class Plan:
                 and relation in shown
             )
             lines.append(
-                f"{'  ' * depth}{_describe(relation)}  [{_where(step)}{', as above' if again else ''}]"
+                f"{'  ' * depth}{describe(relation)}  [{_where(step)}{', as above' if again else ''}]"
             )
             shown.add(relation)
             for child in () if again else children(relation):
@@ -103,19 +102,23 @@ class Plan:
 
 
 def place(relation: Relation, schema: FederationSchema) -> Plan:
-    """Place every operator of ``relation`` (rooted at ``Collect``); :class:`QueryError` if unsafe."""
+    """Place every operator of ``relation`` (rooted at ``Collect``); :class:`QueryError` if unsafe.
+
+    The tree is typed first, once: that re-checks what the rewriting passes made, and
+    placement's checks of each secure sum read the same types.
+    """
+    types = ColumnTypes(schema)
+    types.of(relation)
     if not isinstance(relation, Collect):
         raise QueryError("a query must end in collect (the receiver of its result)")
     steps: list[Step] = []
-    _place(relation, schema, steps, 0)
+    _place(relation, types, steps, 0)
     return Plan(relation, tuple(steps))
 
 
-def _place(
-    relation: Relation, schema: FederationSchema, steps: list[Step], depth: int
-) -> tuple[Placement, bool]:
+def _place(relation: Relation, types: ColumnTypes, steps: list[Step], depth: int) -> tuple[Placement, bool]:
     """Place ``relation``'s subtree; return its placement and whether it is aggregated."""
-    parties = tuple(sorted(parties_of(relation)))
+    parties = tuple(sorted(types.parties(relation)))
     placement: Placement
     aggregated = False
     match relation:
@@ -123,10 +126,10 @@ def _place(
             placement = Placement.LOCAL
         case Concat(inputs):
             for r in inputs:
-                _place(r, schema, steps, depth + 1)
+                _place(r, types, steps, depth + 1)
             placement = Placement.SECURE_SUM  # combined only by the aggregate above it
         case Join(left, right, on):
-            sides = [_place(r, schema, steps, depth + 1) for r in (left, right)]
+            sides = [_place(r, types, steps, depth + 1) for r in (left, right)]
             if all(agg and where is not Placement.LOCAL for where, agg in sides):
                 placement, aggregated = Placement.RECEIVER, True  # groups the receiver holds, matched
             elif len(parties) > 1:
@@ -139,14 +142,14 @@ def _place(
             else:
                 placement = Placement.LOCAL
         case Aggregate():
-            placement, aggregated = _place_aggregate(relation, schema, steps, depth), True
+            placement, aggregated = _place_aggregate(relation, types, steps, depth), True
         case Filter() | Project() | Compute():
-            inner, aggregated = _place(relation.input, schema, steps, depth + 1)
+            inner, aggregated = _place(relation.input, types, steps, depth + 1)
             if isinstance(relation.input, Concat):
-                raise QueryError(f"{_describe(relation)} over rows of several parties: push-down did not run")
+                raise QueryError(f"{describe(relation)} over rows of several parties: push-down did not run")
             placement = Placement.LOCAL if inner is Placement.LOCAL else Placement.RECEIVER
         case Collect():
-            inner, aggregated = _place(relation.input, schema, steps, depth + 1)
+            inner, aggregated = _place(relation.input, types, steps, depth + 1)
             if not aggregated:
                 where = ", ".join(parties)
                 raise QueryError(
@@ -154,22 +157,20 @@ def _place(
                     "may leave a hospital: aggregate with GROUP BY over declared domains "
                     "(count, sum, mean, var, std, corr)"
                 )
-            check_reveal(relation, tuple(output_columns(relation.input, schema)))
+            check_reveal(relation, tuple(types.of(relation.input)))
             placement = Placement.RECEIVER
     steps.append(Step(relation, placement, parties, depth))
     return placement, aggregated
 
 
-def _place_aggregate(
-    relation: Aggregate, schema: FederationSchema, steps: list[Step], depth: int
-) -> Placement:
-    inner, _ = _place(relation.input, schema, steps, depth + 1)
+def _place_aggregate(relation: Aggregate, types: ColumnTypes, steps: list[Step], depth: int) -> Placement:
+    inner, _ = _place(relation.input, types, steps, depth + 1)
     if inner is Placement.LOCAL:
         return Placement.LOCAL  # one party's own aggregate, computed where its rows are
     if inner is Placement.RECEIVER or not isinstance(relation.input, Concat):
         return Placement.RECEIVER  # an aggregate over aggregates the receiver holds
-    columns = output_columns(relation.input, schema)
-    parties = ", ".join(sorted(parties_of(relation)))
+    columns = types.of(relation.input)
+    parties = ", ".join(sorted(types.parties(relation)))
     for spec in relation.aggregates:
         if spec.func not in SUMMABLE:
             hint = (
@@ -203,29 +204,3 @@ def _where(step: Step) -> str:
     if step.placement is Placement.SECURE_SUM:
         return f"secure sum over {', '.join(step.parties)}"
     return "at the receiver"
-
-
-def _describe(relation: Relation) -> str:
-    match relation:
-        case Scan(table, party):
-            return f"scan {table} @ {party}"
-        case Concat(inputs):
-            return f"concat of {len(inputs)}"
-        case Project(_, columns):
-            return f"project {', '.join(columns)}"
-        case Filter(_, predicate):
-            return f"filter {expr_text(predicate)}"
-        case Compute(_, name, expr):
-            return f"compute {name} = {expr_text(expr)}"
-        case Aggregate(_, group_by, aggregates):
-            funcs = ", ".join(f"{s.out} = {s.func.value}({_arguments(s)})" for s in aggregates)
-            by = f" by {', '.join(group_by)}" if group_by else ""
-            return f"aggregate {funcs}{by}"
-        case Join(_, _, on):
-            return f"join on {', '.join(f'{a} = {b}' for a, b in on)}" if on else "cross join"
-        case Collect(_, to, _):
-            return f"collect to {to}"
-
-
-def _arguments(spec: AggregateSpec) -> str:
-    return ", ".join(c for c in (spec.column or "*", spec.other) if c is not None)

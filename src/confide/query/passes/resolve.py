@@ -7,7 +7,7 @@ on. Errors name the operator and the column (``group by: unknown column 'sex'; a
 
 from __future__ import annotations
 
-from confide.query._columns import output_columns
+from confide.query._columns import ColumnTypes
 from confide.query._ir import Relation
 from confide.query._schema import FederationSchema
 
@@ -16,5 +16,5 @@ __all__ = ["resolve"]
 
 def resolve(relation: Relation, schema: FederationSchema) -> Relation:
     """Check ``relation`` against ``schema``; :class:`QueryError` on the first problem."""
-    output_columns(relation, schema)
+    ColumnTypes(schema).of(relation)
     return relation

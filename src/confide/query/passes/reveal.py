@@ -40,6 +40,7 @@ from confide.query._ir import (
     Relation,
     Scan,
     Sqrt,
+    aggregate_text,
     expr_text,
 )
 
@@ -119,10 +120,10 @@ def _require(name: str, relation: Relation, visible: frozenset[str], revealed: _
     for secret, column, named in _secrets(name, relation, visible, revealed, None):
         spec = next(s for s in secret.aggregates if s.out == column)
         groups = f" by {', '.join(secret.group_by)}" if secret.group_by else ""
-        what = f"{_call(spec)}{groups} over {', '.join(sorted(parties_of(secret)))}"
-        shown = _call(spec) if column.startswith("__") else repr(column)
+        what = f"{aggregate_text(spec)}{groups} over {', '.join(sorted(parties_of(secret)))}"
+        shown = aggregate_text(spec) if column.startswith("__") else repr(column)
         how = (
-            f"select {_call(spec)} under a name in the result"
+            f"select {aggregate_text(spec)} under a name in the result"
             if named is None
             else f"put {named!r} in the result, or collect(..., reveal=[{named!r}]) in the DSL"
         )
@@ -196,15 +197,10 @@ def _columns(expr: Expr) -> Iterator[str]:
             yield from _columns(operand)
 
 
-def _call(spec: AggregateSpec) -> str:
-    args = ", ".join(c for c in (spec.column or "*", spec.other) if c is not None)
-    return f"{spec.func.value}({args})"
-
-
 def _spec_text(spec: AggregateSpec, source: Relation) -> str:
     """``sum(share * share)`` for an aggregate over a per-row computation the SQL front end named."""
     while isinstance(source, Filter | Project | Compute):
         if isinstance(source, Compute) and source.name == spec.column and spec.column.startswith("__"):
             return f"{spec.func.value}({expr_text(source.expr).removeprefix('(').removesuffix(')')})"
         source = source.input
-    return _call(spec)
+    return aggregate_text(spec)

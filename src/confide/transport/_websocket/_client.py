@@ -1,4 +1,8 @@
-"""WebSocket transport (``websockets``): the node dials ``ws(s)://HUB/ws/node`` and sends binary frames."""
+"""The node's end of the WebSocket transport (``websockets``): dials ``ws(s)://HUB/ws/node``.
+
+Proxies: ``HTTPS_PROXY`` / ``NO_PROXY`` from the environment, or an explicit ``proxy_url``.
+The hub's end is :mod:`confide.transport._websocket._server`.
+"""
 
 from __future__ import annotations
 
@@ -10,14 +14,14 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidProxy, InvalidURI
 
 from confide._errors import TransportError
+from confide.transport._websocket._framing import MAX_FRAME, WEBSOCKET_PATH
 
 __all__ = ["WebSocketConnection", "WebSocketConnector", "websocket_url"]
 
-MAX_FRAME = 64 * 1024 * 1024
 CLOSE_TIMEOUT_S = 2.0
 
 
-def websocket_url(hub_url: str, path: str = "/ws/node") -> str:
+def websocket_url(hub_url: str, path: str = WEBSOCKET_PATH) -> str:
     """Map the hub's ``http(s)://`` base URL to its WebSocket endpoint."""
     if hub_url.startswith("https://"):
         return "wss://" + hub_url[len("https://") :].rstrip("/") + path

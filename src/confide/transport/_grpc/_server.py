@@ -1,43 +1,31 @@
-"""The hub's gRPC listener: each node's ``/confide.v1.Relay/Connect`` stream becomes a node session.
+"""The hub's end of the gRPC transport: each node's Relay stream runs the hub's session loop.
 
 A generic handler (no generated code) takes raw bytes both ways, one envelope frame per
-message, and hands every stream to the same session loop the WebSocket endpoint uses
-(:meth:`confide.hub._sessions.NodeSessions.serve`); the RPC ends when that returns or
-when the hub closes the connection. The hub only listens: nodes always dial in.
+message, and hands every stream to the session loop it was given (the hub passes
+``NodeSessions.serve``, the same loop its WebSocket endpoint runs); the RPC ends when
+that returns or when the hub closes the connection. The hub only listens: nodes always
+dial in. The node's end is :mod:`confide.transport._grpc._client`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Coroutine
 from typing import Any
 
 import grpc
 import grpc.aio
 
 from confide._errors import TransportError
-from confide.transport import Connection
-from confide.transport._grpc import GRPC_SERVICE, MAX_FRAME, GrpcStream
+from confide.transport._base import SessionLoop
+from confide.transport._grpc._framing import GRPC_SERVICE, SERVER_OPTIONS
+from confide.transport._grpc._stream import GrpcStream
 
-__all__ = ["SERVER_OPTIONS", "GrpcNodeServer"]
+__all__ = ["GrpcNodeServer"]
 
+# Only the hub runs this end, so it logs under the hub's name (operators filter on it).
 log = logging.getLogger("confide.hub.grpc")
 
-SERVER_OPTIONS: tuple[tuple[str, Any], ...] = (
-    # gRPC sets SO_REUSEPORT by default, which would let a second hub "bind" the same
-    # port and silently share its nodes; a busy port must be an error instead.
-    ("grpc.so_reuseport", 0),
-    ("grpc.max_send_message_length", MAX_FRAME),
-    ("grpc.max_receive_message_length", MAX_FRAME),
-    ("grpc.keepalive_time_ms", 20_000),
-    ("grpc.keepalive_timeout_ms", 10_000),
-    ("grpc.keepalive_permit_without_calls", 1),
-    # Nodes ping every 20 s (confide.transport._grpc.CHANNEL_OPTIONS); by default gRPC
-    # answers pings more often than every 5 minutes with GOAWAY "too_many_pings".
-    ("grpc.http2.min_recv_ping_interval_without_data_ms", 10_000),
-    ("grpc.http2.max_pings_without_data", 0),
-)
 SHUTDOWN_SESSIONS_S = 2.0
 
 
@@ -72,7 +60,7 @@ class GrpcNodeServer:
 
     def __init__(
         self,
-        serve: Callable[[Connection], Coroutine[Any, Any, None]],
+        serve: SessionLoop,
         host: str,
         port: int,
         tls: tuple[bytes, bytes] | None = None,

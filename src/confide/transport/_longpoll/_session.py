@@ -1,9 +1,10 @@
-"""Hub side of HTTPS long-polling (``/lp``): node sessions over plain HTTP requests.
+"""The hub's end of HTTPS long-polling: each session a queue-backed ``Connection`` for the session loop.
 
-For hospitals whose proxies pass neither WebSocket upgrades nor HTTP/2. The node side
-and the wire format are in :mod:`confide.transport._longpoll`. Each session is a
-queue-backed :class:`~confide.transport.Connection` handed to the node-session loop
-(``NodeSessions.serve``), which never learns that no socket stands behind it.
+:class:`LongPollHub` holds the sessions and runs the session loop it was given (the hub
+passes ``NodeSessions.serve``) once per session, which never learns that no socket
+stands behind it. The HTTP endpoints that feed the sessions are in
+:mod:`confide.transport._longpoll._routes`; the node's end is
+:mod:`confide.transport._longpoll._client`.
 
 Session life:
 
@@ -32,27 +33,21 @@ import logging
 import secrets
 import time
 from collections import deque
-from collections.abc import Callable, Coroutine, Iterator
-from typing import Annotated, Any
+from collections.abc import Callable, Iterator
 
-from fastapi import APIRouter, Query, Request
-from fastapi.responses import JSONResponse, Response
-from starlette.requests import ClientDisconnect
+from confide._errors import TransportError
+from confide.transport._base import SessionLoop
+from confide.transport._longpoll._framing import LENGTH_SIZE, MAX_BODY, MAX_FRAME
 
-from confide._errors import TransportError, WireError
-from confide.transport import Connection
-from confide.transport._longpoll import MAX_BODY, MAX_FRAME, pack_frames, unpack_frames
+__all__ = ["MAX_QUEUED", "LongPollHub", "LongPollSession"]
 
-__all__ = ["MAX_QUEUED", "LongPollHub", "LongPollSession", "router"]
-
+# Only the hub runs this end, so it logs under the hub's name (operators filter on it).
 log = logging.getLogger("confide.hub.longpoll")
 MAX_QUEUED = 256 * 1024 * 1024
 """Bytes queued for a node that does not collect them before its session is closed."""
 MAX_SESSIONS = 10_000
 CLOSE_WAIT_S = 5.0
 _numbers = itertools.count(1)
-
-router = APIRouter(prefix="/lp", tags=["node transport"])
 
 
 class LongPollSession:
@@ -158,11 +153,11 @@ class LongPollSession:
             raise TransportError(self.reason)
         frames: list[bytes] = []
         size = 0
-        while self._outbound and (not frames or size + 4 + len(self._outbound[0]) <= MAX_BODY):
+        while self._outbound and (not frames or size + LENGTH_SIZE + len(self._outbound[0]) <= MAX_BODY):
             frame = self._outbound.popleft()
             frames.append(frame)
-            size += 4 + len(frame)
-        self._outbound_bytes -= size - 4 * len(frames)
+            size += LENGTH_SIZE + len(frame)
+        self._outbound_bytes -= size - LENGTH_SIZE * len(frames)
         return frames
 
     def _wake(self, *, replaced: bool) -> None:
@@ -193,7 +188,7 @@ class LongPollHub:
 
     def __init__(
         self,
-        serve: Callable[[Connection], Coroutine[Any, Any, None]],
+        serve: SessionLoop,
         hold_s: float = 25.0,
         idle_timeout_s: float = 60.0,
         *,
@@ -271,122 +266,3 @@ class LongPollHub:
             for session in list(self._sessions.values()):
                 if session.busy == 0 and now - session.last_seen > self.idle_timeout_s:
                     session.abandon(f"no request from the node for {self.idle_timeout_s:g} s")
-
-
-def _error(status: int, error: str, message: str) -> JSONResponse:
-    return JSONResponse({"error": error, "message": message}, status_code=status)
-
-
-def _gone(sid: str, reason: str = "") -> JSONResponse:
-    why = f" ({reason})" if reason else ""
-    return _error(404, "NotFoundError", f"long-poll session {sid} is unknown or closed{why}; open a new one")
-
-
-def _hub(request: Request) -> LongPollHub | None:
-    hub = getattr(request.app.state, "longpoll", None)
-    if not isinstance(hub, LongPollHub):
-        return None
-    hub.start()
-    return hub
-
-
-_DISABLED = (404, "NotFoundError", "long-polling is not enabled on this hub; use another transport")
-
-
-class _TooLarge(Exception):
-    """A request body over :data:`MAX_BODY`."""
-
-
-async def _read_body(request: Request) -> bytes:
-    """The request body; :class:`_TooLarge` past :data:`MAX_BODY`, ``ClientDisconnect`` if cut."""
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > MAX_BODY:
-        raise _TooLarge
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > MAX_BODY:
-            raise _TooLarge
-    return bytes(body)
-
-
-@router.post("/sessions", status_code=201)
-async def open_session(request: Request) -> JSONResponse:
-    """Open a session; its token names it in every later request."""
-    hub = _hub(request)
-    if hub is None:
-        return _error(*_DISABLED)
-    try:
-        session = hub.open()
-    except TransportError as exc:
-        return _error(503, "TransportError", str(exc))
-    return JSONResponse({"session": session.sid}, status_code=201)
-
-
-def _lookup(request: Request, sid: str) -> LongPollSession | Response:
-    """The session ``sid``, or the error response that says why there is none."""
-    hub = _hub(request)
-    if hub is None:
-        return _error(*_DISABLED)
-    session = hub.session(sid)
-    if session is None:
-        return _gone(sid)
-    return session
-
-
-@router.post("/sessions/{sid}/frames", status_code=204)
-async def post_frames(sid: str, request: Request) -> Response:
-    """Queue the node's frames (``u32 big-endian length | bytes``, repeated)."""
-    found = _lookup(request, sid)
-    if isinstance(found, Response):
-        return found
-    session = found
-    if session.reason is not None:
-        return _gone(sid, session.reason)
-    try:
-        frames = unpack_frames(await _read_body(request))
-    except _TooLarge:
-        message = f"request body exceeds {MAX_BODY} bytes; send fewer or smaller frames per request"
-        return _error(413, "WireError", message)
-    except ClientDisconnect:
-        # The node gave up mid-body (it treats that as a lost connection); nobody reads this.
-        return _error(400, "WireError", "request body cut short")
-    except WireError as exc:
-        return _error(400, "WireError", f"malformed frames: {exc}")
-    try:
-        await session.deliver(frames)
-    except TransportError as exc:
-        return _gone(sid, str(exc))
-    return Response(status_code=204)
-
-
-@router.get("/sessions/{sid}/frames")
-async def get_frames(
-    sid: str,
-    request: Request,
-    wait: Annotated[float, Query(ge=0, description="Hold up to this many seconds for a frame.")] = 0.0,
-) -> Response:
-    """The frames queued for the node, held until there is one; 204 if none came in time."""
-    found = _lookup(request, sid)
-    if isinstance(found, Response):
-        return found
-    session, hub = found, _hub(request)
-    hold_s = hub.hold_s if hub is not None else 0.0
-    try:
-        frames = await session.collect(min(wait, hold_s))
-    except TransportError as exc:
-        return _gone(sid, str(exc))
-    if not frames:
-        return Response(status_code=204)
-    return Response(pack_frames(frames), media_type="application/octet-stream")
-
-
-@router.delete("/sessions/{sid}", status_code=204)
-async def close_session(sid: str, request: Request) -> Response:
-    """End the session (the node is leaving)."""
-    found = _lookup(request, sid)
-    if isinstance(found, Response):
-        return found
-    session = found
-    session.abandon("closed by the node")
-    return Response(status_code=204)

@@ -1,9 +1,4 @@
-"""gRPC transport (``grpc.aio``): the node dials ``HOST:PORT`` and opens one bidirectional stream.
-
-No generated code: the hub serves a single generic method, ``/confide.v1.Relay/Connect``,
-whose messages are raw bytes both ways (identity serializers), one envelope frame per
-gRPC message. :class:`GrpcStream` adapts either end of that stream (the node's call here,
-the hub's servicer context in :mod:`confide.hub._grpc`) to :class:`Connection`.
+"""The node's end of the gRPC transport: dials ``HOST:PORT`` and opens one Relay stream.
 
 Proxies: gRPC core reads only the lower-case ``grpc_proxy`` / ``https_proxy`` /
 ``http_proxy`` and ``no_proxy``, so the connector decides itself, as the WebSocket
@@ -13,6 +8,7 @@ operating system's settings where Python reads them), and hands gRPC the answer 
 ``proxy_url`` (``http://[user:pass@]host:port``) wins over the environment. gRPC speaks
 only to HTTP CONNECT proxies (``http://``). TLS uses gRPC's own BoringSSL with the
 consortium CA's PEM as the trust root (gRPC's bundled public roots when none is given).
+The hub's end is :mod:`confide.transport._grpc._server`.
 """
 
 from __future__ import annotations
@@ -20,62 +16,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import urllib.request
-from collections.abc import Awaitable, Callable
-from typing import Any, cast
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import grpc
 import grpc.aio
 
 from confide._errors import TransportError
+from confide.transport._grpc._framing import CHANNEL_OPTIONS, GRPC_METHOD
+from confide.transport._grpc._stream import GRPC_ERRORS, GrpcStream, describe
 
-__all__ = [
-    "GRPC_ERRORS",
-    "GRPC_METHOD",
-    "GRPC_SERVICE",
-    "MAX_FRAME",
-    "GrpcConnection",
-    "GrpcConnector",
-    "GrpcStream",
-]
+__all__ = ["GrpcConnection", "GrpcConnector"]
 
-GRPC_SERVICE = "confide.v1.Relay"
-GRPC_METHOD = f"/{GRPC_SERVICE}/Connect"
-MAX_FRAME = 64 * 1024 * 1024
 DONE_WRITING_TIMEOUT_S = 1.0
 PROBE_TIMEOUT_S = 1.0
-
-# Everything grpc.aio raises for a call that failed or ended: a status from the peer
-# (AioRpcError is a grpc.RpcError), misuse of a finished call (InvalidStateError,
-# UsageError), an aborted or internally failed call.
-GRPC_ERRORS: tuple[type[BaseException], ...] = (
-    grpc.RpcError,
-    grpc.aio.BaseError,
-    asyncio.InvalidStateError,
-)
-
-# Keepalive pings every 20 s keep idle-timeout proxies and NAT tables from dropping the
-# stream and reveal a dead link within 30 s; the hub must permit pings this often
-# (see confide.hub._grpc.SERVER_OPTIONS).
-CHANNEL_OPTIONS: tuple[tuple[str, Any], ...] = (
-    ("grpc.max_send_message_length", MAX_FRAME),
-    ("grpc.max_receive_message_length", MAX_FRAME),
-    ("grpc.keepalive_time_ms", 20_000),
-    ("grpc.keepalive_timeout_ms", 10_000),
-    ("grpc.keepalive_permit_without_calls", 1),
-    ("grpc.http2.max_pings_without_data", 0),
-)
-
-
-def describe(error: BaseException) -> str:
-    """A one-line account of a gRPC failure: status code and details when there are any."""
-    if isinstance(error, grpc.RpcError):
-        rpc = cast(Any, error)
-        with contextlib.suppress(Exception):
-            code = rpc.code()
-            name = code.name if code is not None else "UNKNOWN"
-            return f"{name}: {rpc.details() or 'no details'}"
-    return f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
 
 
 def _redacted(url: str) -> str:
@@ -86,90 +40,6 @@ def _redacted(url: str) -> str:
     credentials, _, host = parts.netloc.rpartition("@")
     user = credentials.partition(":")[0]
     return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
-
-
-def _retrieve(task: asyncio.Future[Any]) -> None:
-    """Mark a finished background read's outcome as seen, so asyncio does not log it."""
-    if not task.cancelled():
-        task.exception()
-
-
-class GrpcStream:
-    """One end of the Relay stream as a :class:`Connection`; subclasses say how to end it.
-
-    A read is kept in a task of its own and survives a cancelled :meth:`recv` (e.g. under
-    ``asyncio.wait_for``): cancelling a pending grpc.aio read would cancel the whole call,
-    and a frame read after the waiter left must still reach the next :meth:`recv`. Like a
-    WebSocket, one task receives at a time; any number may send.
-    """
-
-    def __init__(self, read: Callable[[], Awaitable[Any]], write: Callable[[bytes], Awaitable[Any]]) -> None:
-        self._read = read
-        self._write = write
-        self._reading: asyncio.Future[Any] | None = None
-        self._ended: asyncio.Future[str] = asyncio.get_running_loop().create_future()
-        self._send_lock = asyncio.Lock()  # grpc.aio allows one write in flight per call
-
-    def where(self) -> str:
-        """The peer, for error messages."""
-        raise NotImplementedError
-
-    @property
-    def ending(self) -> asyncio.Future[str]:
-        """Done, with the reason, once this end is closed or abandoned."""
-        return self._ended
-
-    def end(self, reason: str) -> bool:
-        """Mark the stream over: pending and later :meth:`recv` / :meth:`send` fail with ``reason``."""
-        if self._ended.done():
-            return False
-        self._ended.set_result(reason)
-        reading, self._reading = self._reading, None
-        if reading is not None:
-            if reading.done():
-                _retrieve(reading)
-            else:
-                reading.add_done_callback(_retrieve)
-        return True
-
-    async def send(self, frame: bytes) -> None:
-        if self._ended.done():
-            raise TransportError(f"gRPC stream with {self.where()} is closed: {self._ended.result()}")
-        async with self._send_lock:
-            try:
-                await self._write(frame)
-            except GRPC_ERRORS as exc:
-                raise TransportError(f"gRPC stream with {self.where()} failed: {describe(exc)}") from None
-            except asyncio.CancelledError:
-                # grpc.aio fails a write on a call cancelled underneath it (closed by
-                # another task) with CancelledError; only the sender's own cancellation is one.
-                task = asyncio.current_task()
-                if task is not None and task.cancelling():
-                    raise
-                reason = self._ended.result() if self._ended.done() else "the call was cancelled"
-                raise TransportError(f"gRPC stream with {self.where()} is closed: {reason}") from None
-
-    async def recv(self) -> bytes:
-        if self._ended.done():
-            raise TransportError(f"gRPC stream with {self.where()} is closed: {self._ended.result()}")
-        if self._reading is None:
-            self._reading = asyncio.ensure_future(self._read())
-        reading = self._reading
-        await asyncio.wait((reading, self._ended), return_when=asyncio.FIRST_COMPLETED)
-        if self._ended.done():
-            raise TransportError(f"gRPC stream with {self.where()} is closed: {self._ended.result()}")
-        self._reading = None
-        if reading.cancelled():
-            raise TransportError(f"gRPC stream with {self.where()} was cancelled")
-        error = reading.exception()
-        if isinstance(error, GRPC_ERRORS):
-            raise TransportError(f"gRPC stream with {self.where()} failed: {describe(error)}")
-        message = reading.result()
-        if message is grpc.aio.EOF:
-            raise TransportError(f"{self.where()} ended the gRPC stream")
-        if not isinstance(message, bytes):
-            raise TransportError(f"{self.where()} sent a {type(message).__name__}, not a bytes frame")
-        return message
 
 
 class GrpcConnection(GrpcStream):

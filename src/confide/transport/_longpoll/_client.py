@@ -1,22 +1,11 @@
-"""HTTPS long-polling transport: for hospitals whose proxies pass only plain HTTP(S) requests.
+"""The node's end of HTTPS long-polling: a ``Connection`` made of ordinary requests (``httpx``).
 
-No WebSocket upgrade and no HTTP/2 are needed; every exchange is an ordinary request
-that any forward proxy (``HTTPS_PROXY``/``NO_PROXY`` or an explicit ``proxy_url``) and
-TLS-inspecting middlebox passes. The hub side lives in :mod:`confide.hub._longpoll`.
-
-Protocol (the node always asks, the hub only answers):
-
-1. ``POST /lp/sessions`` opens a session and returns ``{"session": <token>}``; the token
-   names the session in every later request (it is a capability: TLS protects it);
-2. ``POST /lp/sessions/{sid}/frames`` carries node -> hub frames, answered 204;
-3. ``GET /lp/sessions/{sid}/frames?wait=<s>`` is held until the hub has frames for the
-   node (200 with the frames) or ``wait`` seconds pass (204, and the node asks again);
-4. ``DELETE /lp/sessions/{sid}`` ends the session; an unknown or closed one answers 404.
-
-Bodies in both directions are frames packed as ``u32 big-endian length | bytes``
-(:func:`pack_frames` / :func:`unpack_frames`). Any failed request ends the connection
-with :class:`TransportError`, exactly like a dropped WebSocket: frames lost with it are
-recovered by the agent's acks and the hub's redelivery after the reconnect.
+The node POSTs its frames and keeps one GET held at the hub for the hub's (the requests
+are in :mod:`confide.transport._longpoll._framing`), through the configured forward
+proxy or the environment's (``HTTPS_PROXY`` / ``NO_PROXY``). Any failed request ends the
+connection with :class:`TransportError`, exactly like a dropped WebSocket: frames lost
+with it are recovered by the agent's acks and the hub's redelivery after the reconnect.
+The hub's end is :mod:`confide.transport._longpoll._session`.
 """
 
 from __future__ import annotations
@@ -25,68 +14,28 @@ import asyncio
 import contextlib
 import json
 import ssl
-import struct
 from collections import deque
-from collections.abc import Iterable
 
 import httpx
 
 from confide._errors import TransportError, WireError
+from confide.transport._longpoll._framing import (
+    MAX_BODY,
+    MAX_FRAME,
+    MEDIA_TYPE,
+    PREFIX,
+    batches,
+    pack_frames,
+    unpack_frames,
+)
 
-__all__ = [
-    "MAX_BODY",
-    "MAX_FRAME",
-    "LongPollConnection",
-    "LongPollConnector",
-    "pack_frames",
-    "unpack_frames",
-]
+__all__ = ["LongPollConnection", "LongPollConnector"]
 
-MAX_BODY = 64 * 1024 * 1024
-"""The largest request or response body, in bytes."""
-MAX_FRAME = MAX_BODY - 4
-"""The largest single frame: one frame and its length prefix fit in one body."""
 CONNECT_TIMEOUT_S = 10.0
 # How much longer than the hold the node waits for an answer before calling the link dead.
 READ_MARGIN_S = 30.0
 CLOSE_TIMEOUT_S = 2.0
-_LENGTH = struct.Struct(">I")
-_OCTETS = {"content-type": "application/octet-stream"}
-
-
-def pack_frames(frames: Iterable[bytes]) -> bytes:
-    """Concatenate frames, each prefixed with its length as a big-endian u32."""
-    return b"".join(_LENGTH.pack(len(f)) + f for f in frames)
-
-
-def unpack_frames(body: bytes) -> list[bytes]:
-    """Split a body made by :func:`pack_frames`; :class:`WireError` if it is truncated."""
-    frames = []
-    view = memoryview(body)
-    at = 0
-    while at < len(view):
-        if len(view) - at < _LENGTH.size:
-            raise WireError(f"frame length prefix truncated at byte {at} of {len(view)}")
-        (size,) = _LENGTH.unpack_from(view, at)
-        at += _LENGTH.size
-        if size > len(view) - at:
-            raise WireError(f"frame at byte {at} claims {size} bytes but only {len(view) - at} follow")
-        frames.append(bytes(view[at : at + size]))
-        at += size
-    return frames
-
-
-def _batches(frames: list[bytes]) -> list[list[bytes]]:
-    """Split frames, in order, into groups whose packed size fits :data:`MAX_BODY`."""
-    groups: list[list[bytes]] = [[]]
-    size = 0
-    for frame in frames:
-        if groups[-1] and size + _LENGTH.size + len(frame) > MAX_BODY:
-            groups.append([])
-            size = 0
-        groups[-1].append(frame)
-        size += _LENGTH.size + len(frame)
-    return groups
+_OCTETS = {"content-type": MEDIA_TYPE}
 
 
 def _describe(exc: BaseException) -> str:
@@ -133,7 +82,7 @@ class LongPollConnection:
     def __init__(self, client: httpx.AsyncClient, hub_url: str, session: str, hold_s: float) -> None:
         self._client = client
         self._hub = hub_url
-        self._path = f"/lp/sessions/{session}"
+        self._path = f"{PREFIX}/sessions/{session}"
         self._hold_s = hold_s
         self._inbox: deque[bytes] = deque()
         self._fetch: asyncio.Task[None] | None = None
@@ -201,7 +150,7 @@ class LongPollConnection:
     async def _post(self, batch: _Batch) -> None:
         try:
             self._check_open()
-            for group in _batches(batch.frames):
+            for group in batches(batch.frames):
                 await self._post_group(group)
         except TransportError as exc:
             batch.error = self._fail(exc)
@@ -313,7 +262,7 @@ class LongPollConnector:
 
     async def _open_session(self, client: httpx.AsyncClient) -> str:
         try:
-            response = await client.post("/lp/sessions")
+            response = await client.post(f"{PREFIX}/sessions")
         except httpx.HTTPError as exc:
             raise TransportError(f"cannot reach the hub at {self.url}: {_describe(exc)}") from None
         if response.status_code not in (200, 201):
