@@ -1,4 +1,4 @@
-"""A federated grouped mean and standard deviation over 3 nodes x 10M Parquet rows, against pooled DuckDB.
+"""A federated grouped mean and standard deviation over 3 nodes x N Parquet rows, against pooled DuckDB.
 
 The query (10 groups)::
 
@@ -12,9 +12,10 @@ The query (10 groups)::
 - *pooled*: DuckDB running the same query over the three files together in one process
   (one connection, the files read by ``read_parquet``), the plaintext baseline.
 
-The files are generated once (seeded) into ``--data`` and reused.
+The files are generated once (seeded) into ``--data`` and reused. ``--rows`` takes a
+comma-separated list; each size is measured pooled and federated side by side.
 
-    python benchmarks/federated_query.py --rows 10000000 --runs 3 --write
+    python benchmarks/federated_query.py --rows 1000000,10000000 --runs 5 --write
 """
 
 from __future__ import annotations
@@ -120,37 +121,49 @@ def federated(files: list[Path], runs: int) -> tuple[float, list[dict[str, objec
     return statistics.median(times), list(result)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rows", type=int, default=10_000_000, help="rows per party")
-    parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--data", type=Path, default=Path(tempfile.gettempdir()) / "confide-bench-query")
-    parser.add_argument("--write", action="store_true", help="record the figures in docs/benchmarks.md")
-    args = parser.parse_args()
-    files = generate(args.data, args.rows)
-    plain_s, plain_rows = pooled(files, args.runs)
-    print(f"pooled DuckDB: {plain_s:.3f} s", flush=True)
-    secure_s, secure_rows = federated(files, args.runs)
-    print(f"federated through the hub: {secure_s:.3f} s ({secure_s / plain_s:.2f}x)", flush=True)
+def measure(rows: int, folder: Path, runs: int) -> tuple[float, float, float]:
+    """Pooled and federated seconds for ``rows`` per node, and the largest difference of a result."""
+    files = generate(folder, rows)
+    plain_s, plain_rows = pooled(files, runs)
+    print(f"{rows:,} rows per node: pooled DuckDB {plain_s:.3f} s", flush=True)
+    secure_s, secure_rows = federated(files, runs)
+    print(f"{rows:,} rows per node: federated {secure_s:.3f} s ({secure_s / plain_s:.2f}x)", flush=True)
     worst = 0.0
     for (ward, n, mean, sd), row in zip(plain_rows, secure_rows, strict=True):
         if row["ward"] != ward or row["n"] != n:
             raise SystemExit(f"mismatch in {ward}: pooled n={n}, federated {row}")
         worst = max(worst, abs(float(row["mean"]) - mean), abs(float(row["sd"]) - sd))  # type: ignore[arg-type]
     print(f"largest difference of a mean or sd from the pooled answer: {worst:.2e}")
+    return plain_s, secure_s, worst
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", default="10000000", help="rows per party; a comma-separated list")
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--data", type=Path, default=Path(tempfile.gettempdir()) / "confide-bench-query")
+    parser.add_argument("--write", action="store_true", help="record the figures in docs/benchmarks.md")
+    args = parser.parse_args()
+    sizes = [int(r) for r in args.rows.split(",") if r.strip()]
+    lines = []
+    for rows in sizes:
+        plain_s, secure_s, worst = measure(rows, args.data, args.runs)
+        lines.append(
+            f"| {rows:,} | {plain_s:.3f} | {secure_s:.3f} | {secure_s / plain_s:.2f}x | {worst:.1e} |"
+        )
     if args.write:
         write_section(
             "federated_query",
-            "Federated query: grouped mean and std over 3 x 10M Parquet rows (issue 5)",
+            "Federated query: grouped mean and std over 3 x N Parquet rows (issues 5, 14)",
             [
                 f"Command: `python benchmarks/federated_query.py --rows {args.rows} --runs {args.runs} "
                 f"--write` ({machine()}; hub and {PARTIES} nodes as separate processes, TLS, websocket). "
-                f"Median of {args.runs} runs after one warm-up; the query has 10 groups.",
+                f"Median of {args.runs} runs after one warm-up; the query has 10 groups. Each size is "
+                "measured pooled, then federated, in one run of the command.",
                 "",
                 "| rows per node | pooled DuckDB s | federated s | federated / pooled | max abs diff |",
                 "|---:|---:|---:|---:|---:|",
-                f"| {args.rows:,} | {plain_s:.3f} | {secure_s:.3f} "
-                f"| {secure_s / plain_s:.2f}x | {worst:.1e} |",
+                *lines,
             ],
         )
 

@@ -180,3 +180,50 @@ async def test_a_node_cannot_file_a_result_for_another_nodes_run(consortium: InP
     assert "not addressed to node node-a" in notice.message or "not open for node node-a" in notice.message
     with consortium.client() as client:
         assert client.status(task_id).runs == {"node-b": "pending"}
+
+
+def test_a_rounds_outcome_is_served_as_stored_and_read_by_the_client(consortium: InProcessConsortium) -> None:
+    import json
+
+    import numpy as np
+
+    from confide._errors import TaskError
+    from confide.hub._records import AggregateRecord
+    from confide.protocols.secagg import SecAggConfig, config_fields
+
+    with consortium.client() as client:
+        task_id = client.submit(COLLABORATION, "stats.summary", SUMMARY_PARAMS)
+    config = SecAggConfig.create(f"{task_id}/sum", consortium.node_ids, 3, masked=False)
+    # the meta as hubs have always written it: a dict through json.dumps
+    meta = {
+        "ok": True,
+        "error": "",
+        "bits": 64,
+        "length": 3,
+        "config": config_fields(config),
+        "survivors": ["node-a", "node-b"],
+        "dropped": ["node-c"],
+        "pads": {},
+    }
+    total = np.array([5, 2**64 - 1, 0], dtype="<u8").tobytes()
+    failed = {**meta, "ok": False, "error": "too few nodes", "survivors": [], "dropped": []}
+    failed["config"] = config_fields(SecAggConfig.create(f"{task_id}/fail", consortium.node_ids, 3))
+    corrupt = {**meta, "survivors": "node-a"}
+    store = consortium.app_state.store
+    for label, stored, padded in [("sum", meta, total), ("fail", failed, b""), ("bad", corrupt, total)]:
+        record = AggregateRecord(task_id, f"{task_id}/{label}", json.dumps(stored), padded, 1)
+        consortium.bg.call(store.save_aggregate(record))
+    headers = {"Authorization": f"Bearer {Kit.load(consortium.researcher_kit).token}"}
+
+    raw = _get(consortium, f"/api/tasks/{task_id}/aggregates/sum", headers=headers)
+    bad = _get(consortium, f"/api/tasks/{task_id}/aggregates/bad", headers=headers)
+    with consortium.client() as client:
+        summed = client.secure_sum(task_id, "sum")
+        with pytest.raises(TaskError, match=rf"secure sum 'fail' of task {task_id} failed: too few nodes"):
+            client.secure_sum(task_id, "fail")
+
+    encoded = json.dumps(meta).encode()
+    assert raw.content == len(encoded).to_bytes(4, "big") + encoded + total  # the bytes did not change
+    assert summed.total.tolist() == [5, 2**64 - 1, 0]
+    assert summed.survivors == ("node-a", "node-b") and summed.dropped == ("node-c",)
+    assert bad.status_code == 500 and "round 'bad' is malformed: survivors:" in bad.json()["message"]

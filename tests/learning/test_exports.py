@@ -9,9 +9,9 @@ import confide.learning
 
 PINNED = {
     "FASHION_MNIST_MEAN_STD", "MNIST_MEAN_STD", "MODEL_ENTRY_POINT_GROUP",
-    "AccountedRound", "Accounting", "Activation", "CNNConfig", "Dataset", "EvaluationSums",
+    "Accounting", "Activation", "CNNConfig", "Dataset", "EvaluationSums",
     "LocalTraining", "LocalUpdate", "LogisticConfig", "MLPConfig", "ModelSpec", "NoisySteps",
-    "PrivacyAccountant", "TrainingSplit", "available_models", "build_model", "epsilon_spent", "evaluate",
+    "TrainingSplit", "available_models", "build_model", "epsilon_spent", "evaluate",
     "FixedTransform", "ScatterConfig", "Scattering2D",
     "flatten",
     "from_safetensors", "get_model_spec", "load_idx", "load_mnist_5k", "load_table", "noise_multiplier_for",

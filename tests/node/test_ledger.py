@@ -1,22 +1,33 @@
-"""The privacy ledger: charges add up, persist, refuse past the budget, and never race past it."""
+"""The statistics ledger: charges add up, persist, refuse past the budget, and never race past it.
+
+How the file itself is opened, migrated and refused is tested in ``test_privacy_store.py``.
+"""
 
 from __future__ import annotations
 
 import multiprocessing
-import re
 import sqlite3
 import stat
 import threading
+from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
-from confide._errors import ConfigError, PolicyError
+from confide._errors import PolicyError
 from confide.node._config import EpsilonDelta, PrivacyBudget
 from confide.node._ledger import BudgetLike, Charge, PrivacyLedger, Spend
+from confide.node._privacy_store import PrivacyStore
 
 BUDGET = (2.0, 1e-5)
+
+
+@contextmanager
+def _ledger(path: Path, *, busy_timeout_s: float = 5.0) -> Iterator[PrivacyLedger]:
+    with PrivacyStore(path, busy_timeout_s=busy_timeout_s) as store:
+        yield PrivacyLedger(store)
 
 
 def _charge(
@@ -36,11 +47,11 @@ def _charge(
 
 def test_charges_add_up_and_survive_reopening(tmp_path: Path) -> None:
     path = tmp_path / "ledger.sqlite"
-    with PrivacyLedger(path) as ledger:
+    with _ledger(path) as ledger:
         _charge(ledger, "t1", 0.5)
         after = _charge(ledger, "t2", 0.75, 2e-6)
 
-    with PrivacyLedger(path) as reopened:
+    with _ledger(path) as reopened:
         spent = reopened.spent("alice", "patients")
         history = reopened.history("alice", "patients")
 
@@ -52,13 +63,13 @@ def test_charges_add_up_and_survive_reopening(tmp_path: Path) -> None:
 
 
 def test_nothing_spent_is_zero(tmp_path: Path) -> None:
-    with PrivacyLedger(tmp_path / "ledger.sqlite") as ledger:
+    with _ledger(tmp_path / "ledger.sqlite") as ledger:
         assert ledger.spent("alice", "patients") == Spend(0.0, 0.0, 0)
         assert ledger.history("alice", "patients") == []
 
 
 def test_refusal_says_what_remains_and_records_nothing(tmp_path: Path) -> None:
-    with PrivacyLedger(tmp_path / "ledger.sqlite") as ledger:
+    with _ledger(tmp_path / "ledger.sqlite") as ledger:
         _charge(ledger, "t0", 1.75, 9e-6)
 
         with pytest.raises(PolicyError) as refused:
@@ -73,7 +84,7 @@ def test_refusal_says_what_remains_and_records_nothing(tmp_path: Path) -> None:
 
 
 def test_delta_alone_can_exhaust_the_budget(tmp_path: Path) -> None:
-    with PrivacyLedger(tmp_path / "ledger.sqlite") as ledger:
+    with _ledger(tmp_path / "ledger.sqlite") as ledger:
         _charge(ledger, "t0", 0.1, 8e-6)
 
         with pytest.raises(PolicyError, match=r"delta 2e-06 of 1e-05 left"):
@@ -81,7 +92,7 @@ def test_delta_alone_can_exhaust_the_budget(tmp_path: Path) -> None:
 
 
 def test_the_exact_remainder_can_be_spent_despite_float_rounding(tmp_path: Path) -> None:
-    with PrivacyLedger(tmp_path / "ledger.sqlite") as ledger:
+    with _ledger(tmp_path / "ledger.sqlite") as ledger:
         for i in range(10):
             _charge(ledger, f"t{i}", 0.1, 0.0, budget=(1.0, 1e-5))
 
@@ -90,7 +101,7 @@ def test_the_exact_remainder_can_be_spent_despite_float_rounding(tmp_path: Path)
 
 
 def test_a_redelivered_task_is_charged_once(tmp_path: Path) -> None:
-    with PrivacyLedger(tmp_path / "ledger.sqlite") as ledger:
+    with _ledger(tmp_path / "ledger.sqlite") as ledger:
         first = _charge(ledger, "t1", 1.5)
 
         again = _charge(ledger, "t1", 1.5)  # would exceed 2.0 if charged twice
@@ -100,14 +111,14 @@ def test_a_redelivered_task_is_charged_once(tmp_path: Path) -> None:
 
 
 def test_a_redelivered_task_is_not_refused_after_the_budget_shrank(tmp_path: Path) -> None:
-    with PrivacyLedger(tmp_path / "ledger.sqlite") as ledger:
+    with _ledger(tmp_path / "ledger.sqlite") as ledger:
         _charge(ledger, "t1", 1.5)
 
         assert _charge(ledger, "t1", 1.5, budget=(1.0, 1e-5)) == Spend(1.5, 1e-6, 1)
 
 
 def test_same_task_with_other_amounts_conflicts(tmp_path: Path) -> None:
-    with PrivacyLedger(tmp_path / "ledger.sqlite") as ledger:
+    with _ledger(tmp_path / "ledger.sqlite") as ledger:
         _charge(ledger, "t1", 0.5)
 
         with pytest.raises(PolicyError, match=r"task t1 .*conflicts with the charge recorded.*epsilon 0.5"):
@@ -119,7 +130,7 @@ def test_same_task_with_other_amounts_conflicts(tmp_path: Path) -> None:
 
 
 def test_each_researcher_and_dataset_has_its_own_budget(tmp_path: Path) -> None:
-    with PrivacyLedger(tmp_path / "ledger.sqlite") as ledger:
+    with _ledger(tmp_path / "ledger.sqlite") as ledger:
         _charge(ledger, "t1", 2.0)
         _charge(ledger, "t1", 2.0, researcher="bob")
         _charge(ledger, "t1", 2.0, dataset="imaging")
@@ -133,7 +144,7 @@ def test_each_researcher_and_dataset_has_its_own_budget(tmp_path: Path) -> None:
 
 def test_budget_from_the_policy_is_accepted(tmp_path: Path) -> None:
     policy_budget = PrivacyBudget(epsilon=1.0, delta=1e-5)
-    with PrivacyLedger(tmp_path / "ledger.sqlite") as ledger:
+    with _ledger(tmp_path / "ledger.sqlite") as ledger:
         _charge(ledger, "t1", 1.0, budget=policy_budget.for_pair("alice", "patients"))
 
         with pytest.raises(PolicyError, match=r"0\.0 of 1\.0 left"):
@@ -141,7 +152,7 @@ def test_budget_from_the_policy_is_accepted(tmp_path: Path) -> None:
 
 
 def test_no_budget_refuses_differentially_private_tasks(tmp_path: Path) -> None:
-    with PrivacyLedger(tmp_path / "ledger.sqlite") as ledger:
+    with _ledger(tmp_path / "ledger.sqlite") as ledger:
         with pytest.raises(PolicyError, match="this node has no privacy_budget in its policy; add one"):
             _charge(ledger, "t1", 0.1, budget=None)
 
@@ -150,7 +161,7 @@ def test_no_budget_refuses_differentially_private_tasks(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(("epsilon", "delta"), [(0.0, 0.0), (-1.0, 0.0), (float("inf"), 0.0), (1.0, 1.0)])
 def test_invalid_amounts_are_refused(tmp_path: Path, epsilon: float, delta: float) -> None:
-    with PrivacyLedger(tmp_path / "ledger.sqlite") as ledger, pytest.raises(PolicyError, match="task t1"):
+    with _ledger(tmp_path / "ledger.sqlite") as ledger, pytest.raises(PolicyError, match="task t1"):
         _charge(ledger, "t1", epsilon, delta)
 
 
@@ -170,7 +181,7 @@ def _race(ledgers: list[PrivacyLedger], attempts: int) -> int:
 
 
 def test_threads_sharing_a_ledger_never_overspend(tmp_path: Path) -> None:
-    with PrivacyLedger(tmp_path / "ledger.sqlite") as ledger:
+    with _ledger(tmp_path / "ledger.sqlite") as ledger:
         succeeded = _race([ledger], 20)
 
         assert succeeded == 10
@@ -179,7 +190,7 @@ def test_threads_sharing_a_ledger_never_overspend(tmp_path: Path) -> None:
 
 def test_two_ledgers_on_one_file_never_overspend(tmp_path: Path) -> None:
     path = tmp_path / "ledger.sqlite"
-    with PrivacyLedger(path) as one, PrivacyLedger(path) as two:
+    with _ledger(path) as one, _ledger(path) as two:
         succeeded = _race([one, two], 20)
 
         assert succeeded == 10
@@ -189,7 +200,7 @@ def test_two_ledgers_on_one_file_never_overspend(tmp_path: Path) -> None:
 
 def _charge_in_process(path: str, task_ids: list[str]) -> int:
     succeeded = 0
-    with PrivacyLedger(Path(path)) as ledger:
+    with _ledger(Path(path)) as ledger:
         for task_id in task_ids:
             try:
                 _charge(ledger, task_id, 0.1, 0.0, budget=(1.0, 1e-5))
@@ -201,20 +212,20 @@ def _charge_in_process(path: str, task_ids: list[str]) -> int:
 
 def test_processes_sharing_a_file_never_overspend(tmp_path: Path) -> None:
     path = tmp_path / "ledger.sqlite"
-    PrivacyLedger(path).close()
+    PrivacyStore(path).close()
     batches = [[f"p{p}-t{i}" for i in range(5)] for p in range(4)]
 
     with ProcessPoolExecutor(4, mp_context=multiprocessing.get_context("spawn")) as pool:
         succeeded = sum(pool.map(_charge_in_process, [str(path)] * 4, batches))
 
     assert succeeded == 10
-    with PrivacyLedger(path) as ledger:
+    with _ledger(path) as ledger:
         assert ledger.spent("alice", "patients").tasks == 10
 
 
 def test_file_is_private_to_its_owner(tmp_path: Path) -> None:
     path = tmp_path / "ledger.sqlite"
-    with PrivacyLedger(path) as ledger:
+    with _ledger(path) as ledger:
         _charge(ledger, "t1", 0.1)
 
         modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in tmp_path.iterdir()}
@@ -223,46 +234,33 @@ def test_file_is_private_to_its_owner(tmp_path: Path) -> None:
     assert all(mode == 0o600 for mode in modes.values())  # the -wal and -shm files too
 
 
-def test_corrupt_file_is_a_config_error_naming_it(tmp_path: Path) -> None:
-    path = tmp_path / "ledger.sqlite"
-    path.write_bytes(b"this is not a database, just some bytes" * 100)
-
-    with pytest.raises(
-        ConfigError, match=rf"privacy ledger {re.escape(str(path))} cannot be read.*restore it from a backup"
-    ):
-        PrivacyLedger(path)
-
-
-def test_another_sqlite_database_is_refused(tmp_path: Path) -> None:
-    path = tmp_path / "hub.sqlite"
-    with sqlite3.connect(path) as conn:
-        conn.execute("CREATE TABLE tasks (id TEXT)")
-    conn.close()
-
-    with pytest.raises(
-        ConfigError, match=rf"{re.escape(str(path))} is an SQLite database but not a confide privacy ledger"
-    ):
-        PrivacyLedger(path)
-
-
-def test_missing_folder_is_a_config_error(tmp_path: Path) -> None:
-    path = tmp_path / "nowhere" / "ledger.sqlite"
-
-    with pytest.raises(ConfigError, match=r"folder .*nowhere does not exist.*policy\.ledger"):
-        PrivacyLedger(path)
-
-
-def test_a_closed_ledger_says_so(tmp_path: Path) -> None:
-    ledger = PrivacyLedger(tmp_path / "ledger.sqlite")
-    ledger.close()
-    ledger.close()
+def test_a_closed_store_says_so(tmp_path: Path) -> None:
+    store = PrivacyStore(tmp_path / "ledger.sqlite")
+    ledger = PrivacyLedger(store)
+    store.close()
+    store.close()
 
     with pytest.raises(ValueError, match="closed"):
         ledger.spent("alice", "patients")
 
 
+def test_a_ledger_locked_too_long_by_another_process_refuses_saying_so(tmp_path: Path) -> None:
+    path = tmp_path / "ledger.sqlite"
+    with _ledger(path, busy_timeout_s=0.05) as ledger:
+        other = sqlite3.connect(path, isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")
+        try:
+            with pytest.raises(PolicyError, match="is locked by another process; try the task again"):
+                _charge(ledger, "t1", 0.1)
+        finally:
+            other.execute("ROLLBACK")
+            other.close()
+
+        assert _charge(ledger, "t1", 0.1).tasks == 1
+
+
 def test_usable_from_another_thread(tmp_path: Path) -> None:
-    with PrivacyLedger(tmp_path / "ledger.sqlite") as ledger, ThreadPoolExecutor(1) as pool:
+    with _ledger(tmp_path / "ledger.sqlite") as ledger, ThreadPoolExecutor(1) as pool:
         spend = pool.submit(_charge, ledger, "t1", 0.5).result()
 
         assert spend == ledger.spent("alice", "patients") == Spend(0.5, 1e-6, 1)

@@ -424,5 +424,5 @@ def test_a_node_runs_tasks_over_grpc(consortium: InProcessConsortium) -> None:
 
 async def _connected_over(agent: Agent) -> str:
     await asyncio.wait_for(agent.connected.wait(), 10)
-    assert isinstance(agent._conn, GrpcConnection)
+    assert isinstance(agent.link.connection, GrpcConnection)
     return agent.connector.name

@@ -20,8 +20,10 @@ algorithm declares:
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
+import secrets
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -38,7 +40,6 @@ from confide.algorithms._result import ResultTable
 from confide.algorithms._secure import LocalFigures, SecureRound, SecureTotals
 from confide.crypto import FixedPoint, min_bits
 from confide.query import (
-    Aggregate,
     DenseLayout,
     FederationSchema,
     Plan,
@@ -55,6 +56,7 @@ from confide.query import (
 __all__ = ["QUERY_SQL", "QueryParams", "QueryResult", "SourceRef", "compiled", "encoding_of"]
 
 log = logging.getLogger("confide.algorithms.query")
+_PLACEHOLDER = secrets.token_hex(8)
 
 
 class SourceRef(BaseModel):
@@ -162,10 +164,14 @@ def compiled(params: QueryParams) -> tuple[Plan, FederationSchema, list[DenseLay
     """The plan every party computes alike, and the layout of each of its secure sums.
 
     Compiled once per process for the same query, schema and ``max_rows``: the researcher
-    asks for the rounds before submitting and again to finalise.
+    asks for the rounds before submitting and again to finalise, a node's agent for the
+    rounds and its worker for the local part.
     """
-    key = json.dumps([params.sql, params.schema_, params.max_rows], sort_keys=True)
-    return _compiled(key)
+    return _compiled(_key(params))
+
+
+def _key(params: QueryParams) -> str:
+    return json.dumps([params.sql, params.schema_, params.max_rows], sort_keys=True)
 
 
 @lru_cache(maxsize=32)
@@ -188,13 +194,13 @@ def encoding_of(layout: DenseLayout, params: QueryParams, parties: int) -> Fixed
 
 def _local(data: DataContext, params: QueryParams) -> LocalFigures:
     party = data.node_id
-    plan, _, layouts = compiled(params)
+    key = _key(params)
+    plan, _, layouts = _compiled(key)
     vectors, rows = [], []
     sources: dict[str, TableSource] = {}  # by the schema's table name
-    attached: set[str] = set()
-    with duckdb.connect() as files:
-        for aggregate, layout in zip(secure_aggregates(plan), layouts, strict=True):
-            read = _tables_read(aggregate, party, layout)
+    with _files().cursor() as files:
+        for index, (aggregate, layout) in enumerate(zip(secure_aggregates(plan), layouts, strict=True)):
+            read, duckdb_sql = _part(key, party, index)
             for table in read:
                 if table not in sources:
                     sources[table] = _resolve(data, table, params.sources.get(party, {}).get(table))
@@ -206,8 +212,7 @@ def _local(data: DataContext, params: QueryParams) -> LocalFigures:
                 )
                 result = data.run_sql(sql, [s.name for s in mine.values()])
             else:
-                _attach(files, data, mine, attached)
-                sql = local_sql(aggregate, party, layout, dialect="duckdb", source=_view)
+                sql = _with_views(files, data, mine, duckdb_sql)
                 result = _execute(files, sql, list(mine)).fetchall()
             vector = dense_vector(result, layout)
             vectors.append(vector)
@@ -216,6 +221,34 @@ def _local(data: DataContext, params: QueryParams) -> LocalFigures:
             rows.append(int(per_group[:, counts].max(axis=1).sum()) if counts else 0)
     labels = _labels(layouts)
     return LocalFigures.of(dict(zip(labels, vectors, strict=True)), dict(zip(labels, rows, strict=True)))
+
+
+@lru_cache(maxsize=1)
+def _files() -> duckdb.DuckDBPyConnection:
+    """This process's DuckDB, where the node's files are scanned through views.
+
+    Opening a DuckDB costs tens of milliseconds, more than the scan of a million rows:
+    each step takes a cursor of this one instead, and keeps the views it made.
+    """
+    return duckdb.connect()
+
+
+@lru_cache(maxsize=256)
+def _part(key: str, party: str, index: int) -> tuple[tuple[str, ...], str]:
+    """The tables ``party``'s part of aggregate ``index`` reads, and its DuckDB SQL over their views.
+
+    Deterministic in the query and the party, so written once per process, not per run.
+    """
+    plan, _, layouts = _compiled(key)
+    aggregate, layout = secure_aggregates(plan)[index], layouts[index]
+    read: list[str] = []
+
+    def record(table: str) -> str:
+        read.append(table)
+        return _view(table)
+
+    sql = local_sql(aggregate, party, layout, dialect="duckdb", source=record)
+    return tuple(dict.fromkeys(read)), sql
 
 
 def _resolve(data: DataContext, table: str, ref: SourceRef | None) -> TableSource:
@@ -235,18 +268,6 @@ def _resolve(data: DataContext, table: str, ref: SourceRef | None) -> TableSourc
     return data.source(found[0])
 
 
-def _tables_read(aggregate: Aggregate, party: str, layout: DenseLayout) -> list[str]:
-    """The tables ``party``'s local part of ``aggregate`` scans, in order."""
-    read: list[str] = []
-
-    def record(table: str) -> str:
-        read.append(table)
-        return '"t"'
-
-    local_sql(aggregate, party, layout, dialect="duckdb", source=record)
-    return list(dict.fromkeys(read))
-
-
 def _one_database(sources: list[TableSource]) -> str | None:
     """The dialect to push the local part down in, if every table is in one database that has one."""
     databases = {(s.database, s.dialect) for s in sources}
@@ -257,25 +278,28 @@ def _one_database(sources: list[TableSource]) -> str | None:
 
 
 def _view(table: str) -> str:
-    return f'"t_{table}"'
+    """The placeholder for ``table`` in cached SQL; unguessable, so no literal in a query can match it."""
+    return f'"t_{_PLACEHOLDER}_{table}"'
 
 
-def _attach(
-    connection: duckdb.DuckDBPyConnection,
-    data: DataContext,
-    sources: dict[str, TableSource],
-    attached: set[str],
-) -> None:
-    """Make each table readable in DuckDB: a view scanning its file, or its rows read into Arrow."""
+def _with_views(
+    cursor: duckdb.DuckDBPyConnection, data: DataContext, sources: dict[str, TableSource], sql: str
+) -> str:
+    """``sql`` with each table's placeholder view replaced by a view over the node's source.
+
+    A file is scanned by a view named after its SELECT (a view, not a copy: DuckDB pushes
+    the query's projections and filters into the scan), made once per process; a table
+    read into Arrow is registered on this cursor only.
+    """
     for table, source in sources.items():
-        if table in attached:
-            continue
         if source.database is None:
-            # A view, not a copy: DuckDB pushes the query's projections and filters into the scan.
-            _execute(connection, f"CREATE VIEW {_view(table)} AS {source.select}", [source.name])
+            name = "f_" + hashlib.sha256(source.select.encode()).hexdigest()[:32]
+            _execute(cursor, f'CREATE VIEW IF NOT EXISTS "{name}" AS {source.select}', [source.name])
         else:
-            connection.register(_view(table)[1:-1], data.table(source.name))
-        attached.add(table)
+            name = f"a_{len(table)}_{table}"
+            cursor.register(name, data.table(source.name))
+        sql = sql.replace(_view(table), f'"{name}"')
+    return sql
 
 
 def _execute(connection: duckdb.DuckDBPyConnection, sql: str, tables: list[str]) -> duckdb.DuckDBPyConnection:

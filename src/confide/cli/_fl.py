@@ -152,17 +152,22 @@ def run(
         bar.update(task, completed=len(result.rounds))
     if save is not None:
         save.write_bytes(result.weights)
-    summary = {
-        "job_id": result.job_id,
-        "rounds": len(result.rounds),
-        "test_accuracy": None if result.federated is None else result.federated.accuracy,
-        "test_loss": None if result.federated is None else result.federated.loss,
-        "test_samples": None if result.federated is None else result.federated.samples,
-        "epsilon_spent": {k: (None if math.isinf(v) else v) for k, v in result.epsilon.items()},
-        "noise_multiplier": result.noise_multiplier,
-        "model": str(save) if save else None,
-    }
+    _show_training(result, plan, save, as_json)
+
+
+def _show_training(result: Any, plan: Any, save: Path | None, as_json: bool) -> None:
+    """A finished training job: accuracy, epsilon spent per node, where the model went."""
     if as_json:
+        summary = {
+            "job_id": result.job_id,
+            "rounds": len(result.rounds),
+            "test_accuracy": None if result.federated is None else result.federated.accuracy,
+            "test_loss": None if result.federated is None else result.federated.loss,
+            "test_samples": None if result.federated is None else result.federated.samples,
+            "epsilon_spent": {k: (None if math.isinf(v) else v) for k, v in result.epsilon.items()},
+            "noise_multiplier": result.noise_multiplier,
+            "model": str(save) if save else None,
+        }
         out.print_json(json.dumps(summary))
         return
     out.print(
@@ -206,7 +211,7 @@ def sweep_command(
     timeout: Timeout = 900.0,
 ) -> None:
     """Train once per epsilon through a local hub and nodes; write a table (MD, CSV) and a plot (PNG)."""
-    from confide.fl import sweep, write_report
+    from confide.fl import write_report
 
     grid = [_epsilon(e.strip()) for e in epsilons.split(",") if e.strip()]
     if not grid:
@@ -225,19 +230,30 @@ def sweep_command(
         local_steps=local_steps,
         timeout_s=timeout,
     )
-    with _bar(len(grid) * rounds) as bar:
-        task = bar.add_task("sweep", total=len(grid) * rounds, status="starting the hub and nodes")
+    rows = _sweep_with_progress(grid, plan, dataset=dataset, clients=clients, alpha=alpha, limit=limit)
+    title = f"{dataset}, {clients} clients, {rounds} rounds, delta {delta:g}, clip {clip:g}"
+    for path in write_report(rows, folder, title=title):
+        out.print(f"wrote {path}")
+    out.print((folder / "results.md").read_text())
+
+
+def _sweep_with_progress(
+    grid: list[float], plan: Any, *, dataset: str, clients: int, alpha: float | None, limit: int | None
+) -> Any:
+    """Run the sweep with a progress bar over every round of every epsilon."""
+    from confide.fl import sweep
+
+    total = len(grid) * plan.rounds
+    with _bar(total) as bar:
+        task = bar.add_task("sweep", total=total, status="starting the hub and nodes")
         done: list[int] = []
 
         def show(epsilon: float, finished: Any, _: Any) -> None:
             done.append(1)
-            bar.update(
-                task,
-                completed=len(done),
-                status=f"eps {epsilon:g} round {finished.round + 1}  " + _status(finished),
-            )
+            status = f"eps {epsilon:g} round {finished.round + 1}  " + _status(finished)
+            bar.update(task, completed=len(done), status=status)
 
-        rows = sweep(
+        return sweep(
             dataset=dataset,
             epsilons=grid,
             plan=plan,
@@ -246,7 +262,3 @@ def sweep_command(
             limit=limit,
             progress=show,
         )
-    title = f"{dataset}, {clients} clients, {rounds} rounds, delta {delta:g}, clip {clip:g}"
-    for path in write_report(rows, folder, title=title):
-        out.print(f"wrote {path}")
-    out.print((folder / "results.md").read_text())

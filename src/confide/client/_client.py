@@ -18,7 +18,6 @@ it is signed by the node it claims to come from.
 from __future__ import annotations
 
 import base64
-import json
 import secrets
 import time
 from collections.abc import Mapping
@@ -27,21 +26,19 @@ from types import TracebackType
 from typing import Any
 
 import httpx
-from pydantic import ValidationError
 
 from confide._errors import (
     AlgorithmError,
     AuthError,
     TaskError,
     TransportError,
-    WireError,
 )
 from confide.algorithms import Algorithm, Finalised, SecureTotals, get_algorithm
 from confide.algorithms.federated_query import QueryResult
 from confide.algorithms.secure_stats import StatisticResult
+from confide.client._parties import Parties
 from confide.client._progress import Progress, timeout_message
 from confide.client._results import (
-    NodeResult,
     SecureSum,
     TaskResults,
     TaskState,
@@ -50,16 +47,18 @@ from confide.client._results import (
     state_of,
 )
 from confide.client._totals import no_contribution, secure_totals, why_failed
-from confide.crypto import MemoryReplayGuard, PublicParty, Role, verify_party_certificate
+from confide.crypto import PublicParty, Role
 from confide.kit import Kit
 from confide.protocols.secagg import remove_pads
 from confide.wire import (
+    CollaborationOut,
     Envelope,
     MessageKind,
-    TaskOutcome,
+    ResultOut,
     TaskRequest,
-    open_envelope,
+    WhoAmI,
     seal_envelope,
+    validate_as,
 )
 
 __all__ = ["Client"]
@@ -67,7 +66,6 @@ __all__ = ["Client"]
 NODES_TTL_S = 30.0
 LONG_POLL_S = 20.0
 _POLL_S = 5.0  # how often a round's wait looks whether every node has failed
-RESULT_MAX_AGE_MS = 30 * 24 * 3600 * 1000  # results may be fetched up to 30 days later
 
 
 class Client:
@@ -86,12 +84,8 @@ class Client:
             headers={"Authorization": f"Bearer {self.kit.token}"},
             timeout=httpx.Timeout(timeout_s),
         )
-        self._peers: dict[str, PublicParty] = {}
-        self._verified_pems: dict[bytes, PublicParty] = {}
+        self._parties = Parties(self.kit)
         self._nodes: dict[str, tuple[float, dict[str, PublicParty]]] = {}
-        # Results are bound to their task and node; re-reading one is legitimate, so opened
-        # results are kept by envelope rather than refused as replays.
-        self._opened: dict[bytes, NodeResult] = {}
 
     def __enter__(self) -> Client:
         return self
@@ -106,8 +100,8 @@ class Client:
     # --- directory ----------------------------------------------------------------
     def whoami(self) -> dict[str, Any]:
         """Who the hub thinks we are, and our collaborations."""
-        result: dict[str, Any] = self._request("GET", "/api/whoami")
-        return result
+        answer = validate_as(WhoAmI, self._request("GET", "/api/whoami"), what="the hub's answer to whoami")
+        return answer.model_dump()
 
     def nodes(self, collaboration: str, *, fresh: bool = False) -> dict[str, PublicParty]:
         """The collaboration's nodes, each certificate checked against our CA.
@@ -117,10 +111,14 @@ class Client:
         cached = self._nodes.get(collaboration)
         if cached is not None and not fresh and time.monotonic() < cached[0]:
             return cached[1]
-        info = self._request("GET", f"/api/collaborations/{collaboration}")
+        info = validate_as(
+            CollaborationOut,
+            self._request("GET", f"/api/collaborations/{collaboration}"),
+            what=f"the hub's answer about collaboration {collaboration!r}",
+        )
         nodes = {}
-        for node in info["nodes"]:
-            nodes[node["id"]] = self._verified(node["id"], node["certificate"].encode(), Role.NODE)
+        for node in info.nodes:
+            nodes[node.id] = self._parties.verified(node.id, node.certificate.encode(), Role.NODE)
         self._nodes[collaboration] = (time.monotonic() + NODES_TTL_S, nodes)
         return nodes
 
@@ -190,8 +188,12 @@ class Client:
 
         With ``wait_s`` the hub holds the call until every run finished (or the time is up).
         """
-        rows = self._request("GET", f"/api/tasks/{task_id}/results", params={"wait": wait_s})
-        opened = [self._open_result(task_id, row) for row in rows]
+        rows = validate_as(
+            list[ResultOut],
+            self._request("GET", f"/api/tasks/{task_id}/results", params={"wait": wait_s}),
+            what=f"the hub's answer with the results of task {task_id}",
+        )
+        opened = [self._parties.open_result(task_id, row, self._node_key) for row in rows]
         return TaskResults(task_id, sorted(opened, key=lambda r: r.node))
 
     def secure_sum(self, task_id: str, label: str = "sum", wait_s: float = 0.0) -> SecureSum:
@@ -238,10 +240,10 @@ class Client:
         return SecureSum(task_id, label, total, padded.survivors, padded.dropped, config.bits)
 
     def _node_key(self, node_id: str) -> PublicParty:
-        sender = self._peers.get(node_id)
+        sender = self._parties.known(node_id)
         if sender is None:
             pem = self._request("GET", f"/api/parties/{node_id}/certificate", raw=True)
-            sender = self._verified(node_id, pem.encode(), Role.NODE)
+            sender = self._parties.verified(node_id, pem.encode(), Role.NODE)
         return sender
 
     # --- algorithms finalised here ------------------------------------------------------
@@ -430,55 +432,6 @@ class Client:
                 raise TaskError(timeout_message(self.status(state.id), timeout_s))
 
     # --- internals ----------------------------------------------------------------
-    def _verified(self, party_id: str, pem: bytes, role: Role) -> PublicParty:
-        party = self._verified_pems.get(pem)
-        if party is None or party.party_id != party_id or party.role is not role:
-            party = verify_party_certificate(pem, self.kit.ca, expected_id=party_id, expected_role=role)
-            self._verified_pems[pem] = party
-        known = self._peers.get(party_id)
-        if known is not None and known != party:
-            raise AuthError(f"the hub now presents different keys for {party_id!r} than before; refusing")
-        self._peers[party_id] = party
-        return party
-
-    def _open_result(self, task_id: str, row: Mapping[str, Any]) -> NodeResult:
-        node_id = row["node"]
-        if not row["envelope"]:
-            return NodeResult(
-                node_id,
-                False,
-                None,
-                f"node {node_id!r} refused the task before opening it (see the node's log)",
-            )
-        raw = base64.b64decode(row["envelope"])
-        opened = self._opened.get(raw)
-        if opened is not None:
-            return opened
-        envelope = Envelope.decode(raw)
-        if (
-            envelope.sender != node_id
-            or envelope.task_id != task_id
-            or envelope.kind is not MessageKind.TASK_RESULT
-        ):
-            raise WireError(f"result filed for {node_id!r} is not that node's result for task {task_id}")
-        sender = self._node_key(node_id)
-        plaintext = open_envelope(
-            envelope,
-            me=self.kit.identity,
-            sender=sender,
-            guard=MemoryReplayGuard(),
-            max_age_ms=RESULT_MAX_AGE_MS,
-        )
-        try:
-            outcome = TaskOutcome.model_validate(json.loads(plaintext))
-        except (ValidationError, ValueError):
-            raise WireError(f"result from {node_id!r} is malformed") from None
-        if outcome.node != node_id:
-            raise WireError(f"result sealed by {node_id!r} claims to come from {outcome.node!r}")
-        result = NodeResult(node_id, outcome.ok, outcome.output, outcome.error)
-        self._opened[raw] = result
-        return result
-
     def _request(self, method: str, path: str, *, raw: bool = False, **kwargs: Any) -> Any:
         try:
             response = self._http.request(method, path, **kwargs)

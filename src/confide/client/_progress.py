@@ -4,16 +4,16 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from confide.wire import RunStatus
+
 if TYPE_CHECKING:
     from confide.client._results import TaskState
 
-__all__ = ["FINISHED", "Progress", "timeout_message"]
-
-FINISHED = ("completed", "failed")
+__all__ = ["Progress", "timeout_message"]
 
 
 def timeout_message(state: TaskState, timeout_s: float) -> str:
-    missing = [n for n, s in state.runs.items() if s not in FINISHED]
+    missing = [n for n, s in state.runs.items() if not RunStatus(s).finished]
     details = ", ".join(
         f"{n} ({'online' if state.online.get(n) else 'offline'}, {state.runs[n]})" for n in missing
     )
@@ -46,8 +46,8 @@ class Progress:
         self._progress.start()
 
     def update(self, state: TaskState) -> None:
-        done = sum(1 for s in state.runs.values() if s in FINISHED)
-        waiting = [n for n, s in state.runs.items() if s not in FINISHED]
+        done = sum(1 for s in state.runs.values() if RunStatus(s).finished)
+        waiting = [n for n, s in state.runs.items() if not RunStatus(s).finished]
         text = f"waiting for {', '.join(waiting)}" if waiting else state.status
         self._progress.update(self._bar, total=len(state.runs), completed=done, description=text)
 

@@ -1,11 +1,13 @@
-"""What the hub and the nodes tell the researcher about a task: its state, results and secure sums."""
+"""What the hub and the nodes tell the researcher about a task: its state, results and secure sums.
+
+The hub's answers are checked against ``confide.wire``'s models (``TaskOut``,
+``decode_aggregate``), the same the hub answers with: a malformed answer is a
+:class:`WireError` naming the field.
+"""
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,9 +15,17 @@ import httpx
 import numpy as np
 import numpy.typing as npt
 
-from confide._errors import AuthError, ConfideError, ConflictError, NotFoundError, TaskError, WireError
-from confide.client._progress import FINISHED
+from confide._errors import (
+    AuthError,
+    ConfideError,
+    ConflictError,
+    NotFoundError,
+    ProtocolError,
+    TaskError,
+    WireError,
+)
 from confide.protocols.secagg import SecAggConfig, config_from_fields
+from confide.wire import RunStatus, TaskOut, TaskStatus, decode_aggregate, validate_as
 
 __all__ = [
     "NodeResult",
@@ -34,16 +44,16 @@ class TaskState:
     """A task as the hub reports it."""
 
     id: str
-    status: str
+    status: TaskStatus
     version: str
     algorithm: str
-    runs: dict[str, str]
+    runs: dict[str, RunStatus]
     online: dict[str, bool]
 
     @property
     def finished(self) -> bool:
         """Whether every run has finished."""
-        return self.status in FINISHED
+        return self.status.finished
 
 
 @dataclass(frozen=True)
@@ -99,14 +109,16 @@ class SecureSum:
     bits: int
 
 
-def state_of(data: Mapping[str, Any]) -> TaskState:
+def state_of(data: object) -> TaskState:
+    """The hub's JSON answer about a task (a ``TaskOut``) as a :class:`TaskState`."""
+    task = validate_as(TaskOut, data, what="the hub's answer about a task")
     return TaskState(
-        id=data["id"],
-        status=data["status"],
-        algorithm=str(data.get("algorithm", "")),
-        version=data["version"],
-        runs={r["node"]: r["status"] for r in data["runs"]},
-        online={r["node"]: r["online"] for r in data["runs"]},
+        id=task.id,
+        status=task.status,
+        algorithm=task.algorithm,
+        version=task.version,
+        runs={r.node: r.status for r in task.runs},
+        online={r.node: r.online for r in task.runs},
     )
 
 
@@ -122,29 +134,27 @@ class PaddedSum:
 
 
 def parse_padded_sum(task_id: str, label: str, body: bytes) -> PaddedSum:
-    """Parse the hub's ``/aggregates/{label}`` body (4-byte length, JSON, the padded vector)."""
-    size = int.from_bytes(body[:4], "big")
+    """Parse the hub's ``/aggregates/{label}`` body (``confide.wire.decode_aggregate``).
+
+    Raises
+    ------
+    WireError
+        The answer is malformed (the error names the field), or is for another round.
+    TaskError
+        The round failed; the hub's reason is given.
+    """
     try:
-        meta = json.loads(body[4 : 4 + size])
-        config = config_from_fields(meta["config"])
-        if not meta.get("ok"):
-            raise TaskError(f"secure sum {label!r} of task {task_id} failed: {meta.get('error')}")
-        survivors = tuple(str(n) for n in meta["survivors"])
-        dropped = tuple(str(n) for n in meta["dropped"])
-        pads = {str(n): base64.b64decode(p) for n, p in meta.get("pads", {}).items()}
-    except (ValueError, KeyError, TypeError, AttributeError, binascii.Error) as exc:
-        raise WireError(f"the hub's answer for secure sum {label!r} is malformed ({exc})") from None
-    except ConfideError as exc:
-        if isinstance(exc, TaskError):
-            raise
-        raise WireError(f"the hub's answer for secure sum {label!r} is malformed ({exc})") from None
+        meta, total = decode_aggregate(body)
+        config = config_from_fields(meta.config)
+    except (WireError, ProtocolError) as exc:
+        raise WireError(f"the hub's answer for secure sum {label!r} of task {task_id}: {exc}") from None
     if config.session != f"{task_id}/{label}":
         raise WireError(f"the hub answered with round {config.session!r} for {task_id}/{label}")
+    if not meta.ok:
+        raise TaskError(f"secure sum {label!r} of task {task_id} failed: {meta.error}")
     dtype = np.dtype(f"<u{config.bits // 8}")
-    if len(body) - 4 - size != config.length * dtype.itemsize:
-        raise WireError(f"the padded sum of {label!r} has the wrong size")
-    values = np.frombuffer(body[4 + size :], dtype=dtype).astype(dtype.newbyteorder("="))
-    return PaddedSum(config, values, survivors, dropped, pads)
+    values = np.frombuffer(total, dtype=dtype).astype(dtype.newbyteorder("="))
+    return PaddedSum(config, values, meta.survivors, meta.dropped, dict(meta.pads))
 
 
 def http_error(response: httpx.Response) -> ConfideError:

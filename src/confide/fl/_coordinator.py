@@ -164,21 +164,11 @@ def train(
     ConfigError
         The checkpoint folder holds another job, or cannot be written.
     """
-    from confide.learning import flatten, from_safetensors, to_safetensors, unflatten
+    from confide.learning import flatten, to_safetensors
 
     targets = sorted(nodes if nodes is not None else client.nodes(collaboration))
-    model = _initial_model(plan)
-    state = _load(checkpoint, plan) if checkpoint is not None else None
-    if state is None:
-        state = _State(job_id=f"fl-{secrets.token_hex(6)}", plan=plan.model_dump(by_alias=True))
-    else:
-        saved = (checkpoint / state.weights_file).read_bytes() if checkpoint and state.weights_file else b""
-        if saved:
-            model.load_state_dict(from_safetensors(saved, like=model))
-    result = TrainingResult(state.job_id, plan, to_safetensors(model.state_dict()))
-    result.rounds = [_round_from(r) for r in state.history]
-    result.epsilon = dict(state.epsilon)
-    result.noise_multiplier = dict(state.noise_multiplier)
+    model, state = _start(plan, checkpoint)
+    result = _resumed(plan, state, to_safetensors(model.state_dict()))
     parameters = int(flatten(model.state_dict()).size)
     for index in range(len(state.history), plan.rounds):
         started = time.monotonic()
@@ -187,44 +177,93 @@ def train(
         summed = _compute(client, collaboration, "fl.train", params, targets, plan.timeout_s, index)
         if not isinstance(summed, RoundTotals):  # pragma: no cover - fl.train finalises to one
             raise TaskError(f"round {index}: fl.train did not finalise to round totals")
-        if summed.samples < 1:
-            raise TaskError(f"round {index}: the nodes summed no training samples")
-        step = plan.server_learning_rate * summed.update / summed.samples
-        moved = flatten(model.state_dict()).astype(np.float64) + step
-        model.load_state_dict(unflatten(moved.astype(np.float32), like=model))
-        evaluated = summed.evaluated
-        finished = RoundResult(
-            round=index,
-            train_loss=summed.loss_sum / summed.drawn if summed.drawn else math.nan,
-            evaluation=Evaluation(
-                summed.correct / evaluated, summed.evaluation_loss / evaluated, round(evaluated)
-            )
-            if evaluated >= 1
-            else None,
-            participants=tuple(sorted(summed.survivors)),
-            samples=round(summed.samples),
-            seconds=time.monotonic() - started,
-            epsilon=dict(summed.epsilon),
-        )
-        result.rounds.append(finished)
-        result.epsilon.update(finished.epsilon)
-        result.noise_multiplier.update(summed.noise_multiplier)
-        result.weights = to_safetensors(model.state_dict())
+        finished = _step(model, plan, summed, index, time.monotonic() - started)
+        _record(result, finished, summed, model)
         if checkpoint is not None:
-            state.history.append(_round_json(finished))
-            state.epsilon, state.noise_multiplier = result.epsilon, result.noise_multiplier
-            _save(checkpoint, state, result.weights, index)
+            _checkpoint(checkpoint, state, result, finished, index)
         if progress is not None:
             progress(finished, plan)
     result.federated = evaluate_federated(
         client, collaboration, plan, result.weights, targets, state.job_id, parameters
     )
-    if test_set is not None:
-        from confide.learning import evaluate
-
-        sums = evaluate(model, test_set)
-        result.researcher = Evaluation(sums.accuracy, sums.mean_loss, sums.total)
+    result.researcher = None if test_set is None else _evaluate_here(model, test_set)
     return result
+
+
+def _evaluate_here(model: nn.Module, test_set: Dataset) -> Evaluation:
+    """The final model on samples the researcher holds."""
+    from confide.learning import evaluate
+
+    sums = evaluate(model, test_set)
+    return Evaluation(sums.accuracy, sums.mean_loss, sums.total)
+
+
+def _record(result: TrainingResult, finished: RoundResult, summed: RoundTotals, model: nn.Module) -> None:
+    from confide.learning import to_safetensors
+
+    result.rounds.append(finished)
+    result.epsilon.update(finished.epsilon)
+    result.noise_multiplier.update(summed.noise_multiplier)
+    result.weights = to_safetensors(model.state_dict())
+
+
+def _checkpoint(
+    folder: Path, state: _State, result: TrainingResult, finished: RoundResult, index: int
+) -> None:
+    state.history.append(_round_json(finished))
+    state.epsilon, state.noise_multiplier = result.epsilon, result.noise_multiplier
+    _save(folder, state, result.weights, index)
+
+
+def _resumed(plan: TrainingPlan, state: _State, weights: bytes) -> TrainingResult:
+    """The result so far: the rounds and epsilons a checkpoint recorded (none for a new job)."""
+    result = TrainingResult(state.job_id, plan, weights)
+    result.rounds = [_round_from(r) for r in state.history]
+    result.epsilon = dict(state.epsilon)
+    result.noise_multiplier = dict(state.noise_multiplier)
+    return result
+
+
+def _start(plan: TrainingPlan, checkpoint: Path | None) -> tuple[nn.Module, _State]:
+    """The initial model and job state, or the checkpoint's when it holds this plan."""
+    from confide.learning import from_safetensors
+
+    model = _initial_model(plan)
+    state = _load(checkpoint, plan) if checkpoint is not None else None
+    if state is None:
+        return model, _State(job_id=f"fl-{secrets.token_hex(6)}", plan=plan.model_dump(by_alias=True))
+    saved = (checkpoint / state.weights_file).read_bytes() if checkpoint and state.weights_file else b""
+    if saved:
+        model.load_state_dict(from_safetensors(saved, like=model))
+    return model, state
+
+
+def _step(
+    model: nn.Module, plan: TrainingPlan, summed: RoundTotals, index: int, seconds: float
+) -> RoundResult:
+    """Move the global model by the weighted mean update (FedAvg), and say how the round went."""
+    from confide.learning import flatten, unflatten
+
+    if summed.samples < 1:
+        raise TaskError(f"round {index}: the nodes summed no training samples")
+    step = plan.server_learning_rate * summed.update / summed.samples
+    moved = flatten(model.state_dict()).astype(np.float64) + step
+    model.load_state_dict(unflatten(moved.astype(np.float32), like=model))
+    evaluated = summed.evaluated
+    evaluation = None
+    if evaluated >= 1:
+        evaluation = Evaluation(
+            summed.correct / evaluated, summed.evaluation_loss / evaluated, round(evaluated)
+        )
+    return RoundResult(
+        round=index,
+        train_loss=summed.loss_sum / summed.drawn if summed.drawn else math.nan,
+        evaluation=evaluation,
+        participants=tuple(sorted(summed.survivors)),
+        samples=round(summed.samples),
+        seconds=seconds,
+        epsilon=dict(summed.epsilon),
+    )
 
 
 def _initial_model(plan: TrainingPlan) -> nn.Module:

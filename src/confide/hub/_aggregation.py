@@ -15,9 +15,7 @@ hub never holds more than one running total plus the vectors still being receive
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
-import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -40,7 +38,7 @@ from confide.protocols.secagg import (
     encode_message,
     frames_of,
 )
-from confide.wire import HUB, Envelope
+from confide.wire import HUB, AggregateMeta, Envelope
 
 __all__ = ["AggregationRooms"]
 
@@ -174,18 +172,18 @@ class AggregationRooms:
         if room.timer is not None and room.timer is not asyncio.current_task():
             room.timer.cancel()
         outcome = server.outcome
-        meta = {
-            "ok": outcome is not None,
-            "error": server.error or "",
-            "bits": server.config.bits,
-            "length": server.config.length,
-            "config": config_fields(server.config),
-            "survivors": list(outcome.survivors) if outcome else [],
-            "dropped": list(outcome.dropped) if outcome else [],
-            "pads": {n: base64.b64encode(p).decode() for n, p in outcome.pads.items()} if outcome else {},
-        }
+        meta = AggregateMeta(
+            ok=outcome is not None,
+            error=server.error or "",
+            bits=server.config.bits,
+            length=server.config.length,
+            config=config_fields(server.config),
+            survivors=outcome.survivors if outcome else (),
+            dropped=outcome.dropped if outcome else (),
+            pads=outcome.pads if outcome else {},
+        )
         total = outcome.total.astype(outcome.total.dtype.newbyteorder("<")).tobytes() if outcome else b""
-        record = AggregateRecord(room.task_id, session, json.dumps(meta), total, time.time_ns() // 1_000_000)
+        record = AggregateRecord(room.task_id, session, meta.to_json(), total, time.time_ns() // 1_000_000)
         with contextlib.suppress(ConflictError):
             await self._store.save_aggregate(record)
         result = "ok" if outcome else "failed"

@@ -1,13 +1,16 @@
 """The researcher REST API (``/api``): bearer credentials from the kit, JSON in and out.
 
-Sealed envelopes travel base64-encoded; the hub stores and returns them untouched.
-Every call is written to the audit log by the middleware in ``_app``.
+Sealed envelopes travel base64-encoded; the hub stores and returns them untouched. The
+answers are ``confide.wire``'s models (``TaskOut``, ``ResultOut``, ...), which the
+researcher's client checks them against; a round's outcome is ``wire``'s binary
+``encode_aggregate``. Every call is written to the audit log by the middleware in ``_app``.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import json
 import re
 from typing import Annotated
 
@@ -15,35 +18,28 @@ from fastapi import APIRouter, Depends, Header, Path, Query, Request
 from fastapi.responses import PlainTextResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from confide._errors import AuthError, NotFoundError, WireError
+from confide._errors import AuthError, NotFoundError, StoreError, WireError
 from confide.hub._directory import Directory
 from confide.hub._records import ResearcherRecord, Task
 from confide.hub._service import HubService, TaskView
 from confide.kit import token_hash
+from confide.wire import (
+    AggregateMeta,
+    CollaborationOut,
+    NodeOut,
+    ResultOut,
+    RunOut,
+    TaskOut,
+    TaskSummary,
+    WhoAmI,
+    encode_aggregate,
+    validate_as,
+)
 
 __all__ = ["router"]
 
 router = APIRouter(prefix="/api")
 _ID = r"^[A-Za-z0-9._-]{1,100}$"
-
-
-class NodeOut(BaseModel):
-    id: str
-    online: bool
-    certificate: str
-
-
-class CollaborationOut(BaseModel):
-    id: str
-    name: str
-    nodes: list[NodeOut]
-    researchers: list[str]
-
-
-class WhoAmI(BaseModel):
-    id: str
-    organisation: str
-    collaborations: list[str]
 
 
 class SubmitTask(BaseModel):
@@ -55,37 +51,6 @@ class SubmitTask(BaseModel):
     collaboration: str = Field(pattern=_ID)
     algorithm: str = Field(min_length=1, max_length=200)
     inputs: dict[str, str] = Field(min_length=1, max_length=10_000)
-
-
-class RunOut(BaseModel):
-    node: str
-    status: str
-    online: bool
-
-
-class TaskOut(BaseModel):
-    id: str
-    collaboration: str
-    researcher: str
-    algorithm: str
-    created_ms: int
-    status: str
-    version: str
-    runs: list[RunOut]
-
-
-class TaskSummary(BaseModel):
-    id: str
-    collaboration: str
-    researcher: str
-    algorithm: str
-    created_ms: int
-
-
-class ResultOut(BaseModel):
-    node: str
-    status: str
-    envelope: str
 
 
 def _service(request: Request) -> HubService:
@@ -201,7 +166,7 @@ async def results(
     """The sealed per-node results of a task (finished runs only)."""
     wait = min(wait, request.app.state.settings.max_wait_s)
     return [
-        ResultOut(node=r.node_id, status=r.status.value, envelope=base64.b64encode(r.envelope).decode())
+        ResultOut(node=r.node_id, status=r.status, envelope=base64.b64encode(r.envelope).decode())
         for r in await service.results(me, task_id, wait)
     ]
 
@@ -223,16 +188,22 @@ async def aggregate(
 ) -> Response:
     """The outcome of secure-aggregation round ``label``: padded sum, survivors, sealed pads.
 
-    Binary: a 4-byte big-endian length, that many bytes of JSON (``ok``, ``error``,
-    ``bits``, ``length``, ``survivors``, ``dropped``, ``pads``), then the padded total
-    as little-endian integers. 404 until the round has ended.
+    Binary (``confide.wire.encode_aggregate``): a 4-byte big-endian length, that many
+    bytes of JSON (an ``AggregateMeta``: ``ok``, ``error``, ``bits``, ``length``,
+    ``config``, ``survivors``, ``dropped``, ``pads``), then the padded total as
+    little-endian integers. 404 until the round has ended.
     """
     wait = min(wait, request.app.state.settings.max_wait_s)
     found = await service.aggregate(me, task_id, f"{task_id}/{label}", wait)
     if found is None:
         raise NotFoundError(f"round {label!r} of task {task_id} has not ended (or never started)")
-    meta = found.meta.encode()
-    return Response(len(meta).to_bytes(4, "big") + meta + found.total, media_type="application/octet-stream")
+    try:  # the store holds what the hub wrote; reading it back checks it (a bad one is the hub's fault)
+        stored = json.loads(found.meta)
+        meta = validate_as(AggregateMeta, stored, what=f"the stored outcome of round {label!r}")
+        body = encode_aggregate(meta, found.total)
+    except (ValueError, WireError) as exc:
+        raise StoreError(f"task {task_id}: {exc}") from None
+    return Response(body, media_type="application/octet-stream")
 
 
 def _summary(t: Task) -> TaskSummary:
@@ -253,9 +224,7 @@ def _task_out(view: TaskView) -> TaskOut:
         researcher=t.researcher_id,
         algorithm=t.algorithm,
         created_ms=t.created_ms,
-        status=view.status.value,
+        status=view.status,
         version=view.version,
-        runs=[
-            RunOut(node=r.node_id, status=r.status.value, online=view.online[r.node_id]) for r in view.runs
-        ],
+        runs=[RunOut(node=r.node_id, status=r.status, online=view.online[r.node_id]) for r in view.runs],
     )

@@ -13,7 +13,7 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, Request, WebSocket
 from fastapi.responses import JSONResponse
@@ -38,6 +38,9 @@ from confide.hub._settings import HubSettings
 from confide.hub._store import Store
 from confide.hub._watch import TaskWatch
 from confide.transport import WEBSOCKET_PATH, LongPollHub, NodeWebSocket, longpoll_router
+
+if TYPE_CHECKING:
+    from confide.transport import GrpcNodeServer
 
 __all__ = ["create_app", "preflight"]
 
@@ -69,32 +72,9 @@ def create_app(settings: HubSettings, store: Store | None = None) -> FastAPI:
             await the_store.seed(load_seed(settings.seed_file))
         audit = AuditLog(the_store)
         audit.start()
-        watch = TaskWatch()
-        directory = Directory(the_store)
-        sessions = NodeSessions(
-            the_store,
-            directory,
-            audit,
-            watch,
-            settings.heartbeat_s,
-            settings.mailbox_ttl_s,
-            settings.aggregation_stage_timeout_s,
-        )
-        app.state.settings = settings
-        app.state.store = the_store
-        app.state.directory = directory
-        app.state.audit = audit
-        app.state.sessions = sessions
-        app.state.service = HubService(the_store, directory, sessions, watch)
-        app.state.longpoll = LongPollHub(sessions.serve, hold_s=settings.max_wait_s)
-        grpc_server = None
-        if settings.grpc_port is not None:
-            from confide.transport import GrpcNodeServer  # loads grpc only for a hub that serves it
-
-            tls = None
-            if settings.tls and settings.tls_cert is not None and settings.tls_key is not None:
-                tls = (settings.tls_cert.read_bytes(), settings.tls_key.read_bytes())
-            grpc_server = GrpcNodeServer(sessions.serve, settings.host, settings.grpc_port, tls)
+        sessions = _serve(app, settings, the_store, audit)
+        grpc_server = await _grpc_server(settings, sessions)
+        if grpc_server is not None:
             app.state.grpc_port = await grpc_server.start()
         purger = asyncio.create_task(_purge_mailbox(the_store), name="confide-purge")
         log.info("hub %s ready (store %s)", __version__, settings.database_url.split("@")[-1])
@@ -131,6 +111,41 @@ def create_app(settings: HubSettings, store: Store | None = None) -> FastAPI:
 
     app.add_middleware(_AuditMiddleware)
     return app
+
+
+def _serve(app: FastAPI, settings: HubSettings, store: Store, audit: AuditLog) -> NodeSessions:
+    """The hub's parts over ``store``, on ``app.state``: directory, node sessions, tasks, long-polling."""
+    watch = TaskWatch()
+    directory = Directory(store)
+    sessions = NodeSessions(
+        store,
+        directory,
+        audit,
+        watch,
+        settings.heartbeat_s,
+        settings.mailbox_ttl_s,
+        settings.aggregation_stage_timeout_s,
+    )
+    app.state.settings = settings
+    app.state.store = store
+    app.state.directory = directory
+    app.state.audit = audit
+    app.state.sessions = sessions
+    app.state.service = HubService(store, directory, sessions, watch)
+    app.state.longpoll = LongPollHub(sessions.serve, hold_s=settings.max_wait_s)
+    return sessions
+
+
+async def _grpc_server(settings: HubSettings, sessions: NodeSessions) -> GrpcNodeServer | None:
+    """The gRPC listener, when ``grpc_port`` is set (grpc is imported only then)."""
+    if settings.grpc_port is None:
+        return None
+    from confide.transport import GrpcNodeServer
+
+    tls = None
+    if settings.tls and settings.tls_cert is not None and settings.tls_key is not None:
+        tls = (settings.tls_cert.read_bytes(), settings.tls_key.read_bytes())
+    return GrpcNodeServer(sessions.serve, settings.host, settings.grpc_port, tls)
 
 
 async def preflight(settings: HubSettings) -> None:

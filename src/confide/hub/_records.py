@@ -6,43 +6,27 @@ received; nothing in these records is plaintext a party sealed.
 
 from __future__ import annotations
 
-import enum
 from dataclasses import dataclass, field
 
+from confide.wire import RunStatus, TaskStatus
 
-class RunStatus(enum.StrEnum):
-    """Where one node's part of a task stands."""
-
-    PENDING = "pending"  # stored, not yet handed to the node
-    DELIVERED = "delivered"  # sent to the node, not yet acknowledged as started
-    RUNNING = "running"
-    COMPLETED = "completed"
-    FAILED = "failed"
-
-    @property
-    def finished(self) -> bool:
-        """Whether the run has reached a final state."""
-        return self in (RunStatus.COMPLETED, RunStatus.FAILED)
-
-
-class TaskStatus(enum.StrEnum):
-    """A task's state, derived from its runs."""
-
-    PENDING = "pending"
-    RUNNING = "running"
-    COMPLETED = "completed"
-    FAILED = "failed"
-
-    @classmethod
-    def from_runs(cls, statuses: list[RunStatus]) -> TaskStatus:
-        """Completed when every run completed, failed when all finished and one failed."""
-        if statuses and all(s is RunStatus.COMPLETED for s in statuses):
-            return cls.COMPLETED
-        if statuses and all(s.finished for s in statuses):
-            return cls.FAILED
-        if any(s is not RunStatus.PENDING for s in statuses):
-            return cls.RUNNING
-        return cls.PENDING
+# The statuses are the wire's (nodes report them, researchers read them); the store
+# modules import them from here with the records.
+__all__ = [
+    "AggregateRecord",
+    "AuditEvent",
+    "Collaboration",
+    "MailboxMessage",
+    "NodeRecord",
+    "Organisation",
+    "ResearcherRecord",
+    "Result",
+    "Run",
+    "RunStatus",
+    "SeedData",
+    "Task",
+    "TaskStatus",
+]
 
 
 @dataclass(frozen=True)
@@ -144,8 +128,9 @@ class MailboxMessage:
 class AggregateRecord:
     """The server's end of one secure-aggregation round.
 
-    ``meta`` is JSON (survivors, dropped, sealed pads, width, error); ``total`` is the
-    padded sum, little-endian: only the researcher can remove the pads.
+    ``meta`` is the JSON of a ``confide.wire.AggregateMeta`` (survivors, dropped, sealed
+    pads, width, error); ``total`` is the padded sum, little-endian: only the researcher
+    can remove the pads.
     """
 
     task_id: str

@@ -14,20 +14,11 @@ from dataclasses import dataclass
 
 from confide._errors import AuthError, NotFoundError, WireError
 from confide.hub._directory import Directory
-from confide.hub._records import (
-    AggregateRecord,
-    Collaboration,
-    ResearcherRecord,
-    Result,
-    Run,
-    RunStatus,
-    Task,
-    TaskStatus,
-)
+from confide.hub._records import AggregateRecord, Collaboration, ResearcherRecord, Result, Run, Task
 from confide.hub._sessions import NodeSessions
 from confide.hub._store import Store
 from confide.hub._watch import TaskWatch
-from confide.wire import Envelope, MessageKind
+from confide.wire import Envelope, MessageKind, RunStatus, TaskStatus
 
 __all__ = ["HubService", "TaskView"]
 
@@ -52,7 +43,7 @@ class TaskView:
     @property
     def finished(self) -> bool:
         """Whether every run has finished."""
-        return self.status in (TaskStatus.COMPLETED, TaskStatus.FAILED)
+        return self.status.finished
 
     @property
     def version(self) -> str:

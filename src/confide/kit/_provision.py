@@ -148,7 +148,6 @@ def provision_spec(spec: ConsortiumSpec, out: Path, *, force: bool = False) -> P
 def _write_all(spec: ConsortiumSpec, root: Path) -> None:
     ca = CertificateAuthority.create(spec.consortium)
     ca.save(root / "ca")
-    orgs = {o.id: o for o in spec.organisations}
     seed: dict[str, list[dict[str, object]]] = {
         "organisations": [{"id": o.id, "name": o.name or o.id} for o in spec.organisations],
         "nodes": [],
@@ -163,35 +162,51 @@ def _write_all(spec: ConsortiumSpec, root: Path) -> None:
         (Role.RESEARCHER, spec.researchers, "researchers"),
     ):
         for party in parties:
-            token = secrets.token_urlsafe(32)
-            identity = PartyIdentity.generate(party.id, orgs[party.organisation].id, role)
-            cert = ca.issue(identity.public)
-            kit_dir = root / folder / party.id
-            identity.save(kit_dir)
-            (kit_dir / "cert.pem").write_bytes(cert)
-            (kit_dir / "ca.crt").write_bytes(ca.certificate_pem)
-            meta = KitFile(
-                consortium=spec.consortium,
-                party_id=party.id,
-                organisation=party.organisation,
-                role=role,
-                hub_url=spec.hub.url,
-                hub_grpc=spec.hub.grpc_target(),
-                token=token,
-            )
-            write_private_file(
-                kit_dir / "kit.yaml",
-                yaml.safe_dump(meta.model_dump(mode="json"), sort_keys=False).encode(),
-            )
             seed[folder].append(
-                {
-                    "id": party.id,
-                    "organisation": party.organisation,
-                    "token_hash": token_hash(token),
-                    "certificate": base64.b64encode(cert).decode(),
-                }
+                _write_kit(spec, ca, role, party.id, party.organisation, root / folder / party.id)
             )
-    hub = root / "hub"
+    _write_hub(spec, ca, seed, root / "hub")
+
+
+def _write_kit(
+    spec: ConsortiumSpec,
+    ca: CertificateAuthority,
+    role: Role,
+    party_id: str,
+    organisation: str,
+    kit_dir: Path,
+) -> dict[str, object]:
+    """One party's kit (keys, certificate, CA, kit.yaml with its token); its entry in the hub's seed."""
+    token = secrets.token_urlsafe(32)
+    identity = PartyIdentity.generate(party_id, organisation, role)
+    cert = ca.issue(identity.public)
+    identity.save(kit_dir)
+    (kit_dir / "cert.pem").write_bytes(cert)
+    (kit_dir / "ca.crt").write_bytes(ca.certificate_pem)
+    meta = KitFile(
+        consortium=spec.consortium,
+        party_id=party_id,
+        organisation=organisation,
+        role=role,
+        hub_url=spec.hub.url,
+        hub_grpc=spec.hub.grpc_target(),
+        token=token,
+    )
+    write_private_file(
+        kit_dir / "kit.yaml", yaml.safe_dump(meta.model_dump(mode="json"), sort_keys=False).encode()
+    )
+    return {
+        "id": party_id,
+        "organisation": organisation,
+        "token_hash": token_hash(token),
+        "certificate": base64.b64encode(cert).decode(),
+    }
+
+
+def _write_hub(
+    spec: ConsortiumSpec, ca: CertificateAuthority, seed: dict[str, list[dict[str, object]]], hub: Path
+) -> None:
+    """The hub's seed, CA certificate, TLS pair and settings."""
     hub.mkdir()
     (hub / "seed.json").write_text(json.dumps(seed, indent=2))
     (hub / "ca.crt").write_bytes(ca.certificate_pem)

@@ -1,4 +1,4 @@
-"""Federated learning at the node: allow-listed models, safe weights, data, DP-SGD, accounting.
+"""Federated learning at the node: allow-listed models, safe weights, data, DP-SGD, epsilon maths.
 
 General layout, in dependency order (each module imports only those above it)::
 
@@ -13,7 +13,9 @@ General layout, in dependency order (each module imports only those above it)::
     _privacy     NoisySteps histories -> epsilon; noise multiplier for a target  (opacus)
     _dpsgd       one round of local training: DP-SGD with Opacus, or plain SGD
     _evaluate    (correct, total, loss_sum) for secure summing
-    _accountant  the node's persisted DP-SGD history per dataset, checked against its budget
+
+The node keeps its DP-SGD history in its own privacy file (``confide.node``) and asks
+``_privacy`` only for the epsilon maths.
 
 torch and opacus come with the ``fl`` extra and are imported only by this package, and
 only when a name that needs them is first used: ``from confide.learning import Dataset``
@@ -26,7 +28,6 @@ import importlib
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from confide.learning._accountant import AccountedRound, PrivacyAccountant
     from confide.learning._data import (
         FASHION_MNIST_MEAN_STD,
         MNIST_MEAN_STD,
@@ -61,7 +62,6 @@ if TYPE_CHECKING:
     from confide.learning._weights import flatten, from_safetensors, to_safetensors, unflatten, vector_length
 
 _HOME = {
-    "_accountant": ("AccountedRound", "PrivacyAccountant"),
     "_data": (
         "FASHION_MNIST_MEAN_STD",
         "MNIST_MEAN_STD",
@@ -101,7 +101,6 @@ __all__ = [
     "FASHION_MNIST_MEAN_STD",
     "MNIST_MEAN_STD",
     "MODEL_ENTRY_POINT_GROUP",
-    "AccountedRound",
     "Accounting",
     "Activation",
     "CNNConfig",
@@ -114,7 +113,6 @@ __all__ = [
     "MLPConfig",
     "ModelSpec",
     "NoisySteps",
-    "PrivacyAccountant",
     "ScatterConfig",
     "Scattering2D",
     "TrainingSplit",

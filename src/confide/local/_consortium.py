@@ -87,6 +87,23 @@ def write_sample_patients(index: int, folder: Path, rows: int) -> list[dict[str,
     ]
 
 
+ALGORITHMS = (
+    "stats.summary",
+    "secure.ring_sum",
+    "diagnostics.relay",
+    "diagnostics.secure_sum",
+    "stats.moments",
+    "stats.histogram",
+    "stats.crosstab",
+    "stats.correlation",
+    "stats.zscore",
+    "query.sql",
+    "fl.train",
+    "fl.evaluate",
+)
+"""What the local consortium's nodes allow: every built-in algorithm."""
+
+
 class LocalConsortium:
     """Three (or ``hospitals``) hospitals, one researcher, one hub, all local processes."""
 
@@ -166,40 +183,31 @@ class LocalConsortium:
         )
         provision_spec(spec, self.kits, force=True)
         for index, node_id in enumerate(self.node_ids):
-            folder = self.root / node_id
-            folder.mkdir(exist_ok=True)
-            config: dict[str, Any] = {
-                "kit": str(self.kits / "nodes" / node_id),
-                "data": self.tables(node_id, index, folder),
-                **({"training_data": self.training(node_id, index, folder)} if self.training else {}),
-                **({"transports": self.transports} if self.transports else {}),
-                "policy": {
-                    "collaborations": [COLLABORATION],
-                    "researchers": [RESEARCHER],
-                    "algorithms": [
-                        "stats.summary",
-                        "secure.ring_sum",
-                        "diagnostics.relay",
-                        "diagnostics.secure_sum",
-                        "stats.moments",
-                        "stats.histogram",
-                        "stats.crosstab",
-                        "stats.correlation",
-                        "stats.zscore",
-                        "query.sql",
-                        "fl.train",
-                        "fl.evaluate",
-                    ],
-                    "min_count": 5,
-                    "privacy_budget": {"epsilon": 3.0, "delta": 1e-5},
-                    **self.policy,
-                },
-            }
+            config = self._node_config(node_id, index)
             self.node_config_path(node_id).write_text(yaml.safe_dump(config, sort_keys=False))
         hub_yaml = self.kits / "hub" / "hub.yaml"
         settings = yaml.safe_load(hub_yaml.read_text())
         settings.update({"port": self.port, "log_level": "warning"})
         hub_yaml.write_text(yaml.safe_dump(settings, sort_keys=False))
+
+    def _node_config(self, node_id: str, index: int) -> dict[str, Any]:
+        """One node's node.yaml: its kit, its sample data and a policy allowing every algorithm."""
+        folder = self.root / node_id
+        folder.mkdir(exist_ok=True)
+        return {
+            "kit": str(self.kits / "nodes" / node_id),
+            "data": self.tables(node_id, index, folder),
+            **({"training_data": self.training(node_id, index, folder)} if self.training else {}),
+            **({"transports": self.transports} if self.transports else {}),
+            "policy": {
+                "collaborations": [COLLABORATION],
+                "researchers": [RESEARCHER],
+                "algorithms": list(ALGORITHMS),
+                "min_count": 5,
+                "privacy_budget": {"epsilon": 3.0, "delta": 1e-5},
+                **self.policy,
+            },
+        }
 
     def tls_context(self) -> ssl.SSLContext:
         """A client TLS context trusting this consortium's CA."""

@@ -56,6 +56,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from confide.kit import load_model
+from confide.query import ColumnType  # the one vocabulary of column types, shared with the query compiler
 from confide.transport import TransportKind
 
 __all__ = [
@@ -71,15 +72,6 @@ __all__ = [
     "TrainingFormat",
     "load_node_config",
 ]
-
-
-class ColumnType(enum.StrEnum):
-    """Declared column types."""
-
-    INT = "int"
-    FLOAT = "float"
-    STR = "str"
-    BOOL = "bool"
 
 
 class SourceFormat(enum.StrEnum):

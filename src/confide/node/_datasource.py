@@ -70,6 +70,7 @@ class LocalData:
     ) -> None:
         self._node_id = node_id
         self._sources = {s.name: s for s in sources}
+        self._selects: dict[str, tuple[float, str]] = {}  # by table: the file's mtime, its SELECT
         self._cache: dict[str, tuple[float, pa.Table]] = {}
         self._training = {t.name: t for t in training}
         self._training_cache: dict[str, tuple[tuple[float, ...], TrainingSplit]] = {}
@@ -139,9 +140,13 @@ class LocalData:
         source = self._config(name)
         if source.format is SourceFormat.SQL:
             return _database.table_source(source)
-        _mtime(source)
-        select = _csv_select(source) if source.format is SourceFormat.CSV else _parquet_select(source)
-        return TableSource(name, select, "duckdb", None)
+        stamp = _mtime(source)
+        cached = self._selects.get(name)
+        if cached is None or cached[0] != stamp:
+            # Describing a Parquet file opens it: done again only when the file changes.
+            select = _csv_select(source) if source.format is SourceFormat.CSV else _parquet_select(source)
+            cached = self._selects[name] = (stamp, select)
+        return TableSource(name, cached[1], "duckdb", None)
 
     def run_sql(self, sql: str, tables: Sequence[str]) -> list[tuple[object, ...]]:
         """Run one SELECT (trusted SQL, written by a step) in the one database ``tables`` live in."""

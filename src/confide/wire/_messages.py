@@ -15,6 +15,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from confide._errors import WireError
 from confide.wire._envelope import Envelope, MessageKind
+from confide.wire._status import RunStatus
+from confide.wire._validation import field_error
 
 __all__ = [
     "Ack",
@@ -68,10 +70,13 @@ class RunAssignment(ControlMessage):
 
 
 class RunStatusUpdate(ControlMessage):
-    """A node reports progress; a final status carries the sealed result as attachment."""
+    """A node reports progress; a final status carries the sealed result as attachment.
+
+    ``status`` is a :class:`RunStatus`; its plain value (``"running"``) validates too.
+    """
 
     run_id: str
-    status: str
+    status: RunStatus
     reason: str = Field(default="", max_length=500)
 
 
@@ -127,7 +132,7 @@ def decode_control(envelope: Envelope, expected: type[M]) -> tuple[M, bytes]:
     try:
         message = expected.model_validate_json(body[4 : 4 + n])
     except ValidationError as exc:
-        raise WireError(f"malformed {envelope.kind.name} message: {_first_error(exc)}") from None
+        raise WireError(f"malformed {envelope.kind.name} message: {field_error(exc)}") from None
     return message, body[4 + n :]
 
 
@@ -137,9 +142,3 @@ def decode_any(envelope: Envelope) -> tuple[ControlMessage, bytes]:
     if model is None:
         raise WireError(f"{envelope.kind.name} is not a control message")
     return decode_control(envelope, model)
-
-
-def _first_error(exc: ValidationError) -> str:
-    err = exc.errors()[0]
-    where = ".".join(str(p) for p in err["loc"]) or "message"
-    return f"{where}: {err['msg']}"

@@ -6,7 +6,8 @@ whole round in one process for tests and simulations.
 
 - ``_config``: the round's public parameters and neighbour graph
 - ``_messages``: the messages and their binary form
-- ``_frames``: messages cut into envelope chunks between a node and the hub, and reassembled
+- ``_frames``: messages between a node and the hub, with the round's configuration in
+  front, as ``confide.wire`` chunk envelopes
 - ``_client``: a node's stages (advertise, share, mask, unmask)
 - ``_server``: the server's stages, dropout recovery
 - ``_researcher``: removing the output pads

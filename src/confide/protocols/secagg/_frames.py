@@ -1,10 +1,12 @@
 """Secure-aggregation messages in envelopes between a node and the hub (the server).
 
-A message is cut into chunks of at most 1 MiB, each one ``AGGREGATION`` envelope with
-its index and the chunk count in the header and a 16-byte message id plus the chunk in
-the body, so a 32 MB masked vector never needs one giant frame. A node's messages carry
-the round's configuration in front (the hub has no other way to learn it: the task's
-parameters are sealed to the nodes), and the hub checks it against the task.
+Each encoded message is cut into ``AGGREGATION`` chunk envelopes by
+:func:`confide.wire.chunk_frames` (1 MiB chunks, reassembled in order by
+:class:`confide.wire.ChunkAssembler`), so a 32 MB masked vector never needs one giant
+frame. A node's messages carry the round's configuration in front, as the header blob
+(the hub has no other way to learn it: the task's parameters are sealed to the nodes),
+and the hub checks it against the task; the hub's answers carry it back, so a node knows
+which of its rounds a message is for.
 
 These bodies are not sealed: the server must read them, and they hold only what the
 protocol lets the server see (signed public keys, sealed shares, masked vectors). The
@@ -14,85 +16,61 @@ hub connection's TLS protects them in transit.
 from __future__ import annotations
 
 import json
-import secrets
-import struct
-from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from confide._errors import ProtocolError
+from confide._errors import ProtocolError, WireError
 from confide.protocols.secagg._config import SecAggConfig
-from confide.wire import Envelope, MessageKind
+from confide.wire import ChunkAssembler, RoundConfigFields, chunk_frames, validate_as
 
-__all__ = ["CHUNK", "Assembler", "config_fields", "config_from_fields", "frames_of"]
+if TYPE_CHECKING:
+    from confide.wire import Envelope
 
-CHUNK = 1024 * 1024
-_LEN = struct.Struct(">I")
-_ID = 16
-MAX_MESSAGE = 1 << 31  # 4M x 64-bit values is 32 MiB; anything near 2 GiB is refused
+__all__ = ["Assembler", "config_fields", "config_from_fields", "frames_of"]
 
 
 def config_fields(config: SecAggConfig) -> dict[str, object]:
-    """The configuration as JSON-able fields."""
-    return {
-        "session": config.session,
-        "nodes": list(config.nodes),
-        "length": config.length,
-        "bits": config.bits,
-        "threshold": config.threshold,
-        "degree": config.degree,
-        "researcher": config.researcher,
-        "masked": config.masked,
-    }
+    """The configuration as JSON-able fields (a :class:`~confide.wire.RoundConfigFields`)."""
+    fields = RoundConfigFields(
+        session=config.session,
+        nodes=config.nodes,
+        length=config.length,
+        bits=config.bits,
+        threshold=config.threshold,
+        degree=config.degree,
+        researcher=config.researcher,
+        masked=config.masked,
+    )
+    return fields.model_dump(mode="json")
 
 
 def config_from_fields(fields: object) -> SecAggConfig:
-    """Parse :func:`config_fields`; :class:`ProtocolError` says what is wrong."""
-    if not isinstance(fields, dict):
+    """Parse :func:`config_fields` (or a ``RoundConfigFields``); :class:`ProtocolError` says what is wrong."""
+    if not isinstance(fields, dict | RoundConfigFields):
         raise ProtocolError("the round configuration must be an object")
     try:
-        return SecAggConfig(
-            session=str(fields["session"]),
-            nodes=tuple(str(n) for n in fields["nodes"]),
-            length=int(fields["length"]),
-            bits=int(fields["bits"]),
-            threshold=int(fields["threshold"]),
-            degree=int(fields["degree"]),
-            researcher=None if fields.get("researcher") is None else str(fields["researcher"]),
-            masked=bool(fields.get("masked", True)),
-        )
-    except (KeyError, TypeError, ValueError) as exc:
-        raise ProtocolError(f"the round configuration is malformed ({exc!r})") from None
+        parsed = validate_as(RoundConfigFields, fields, what="the round configuration")
+    except WireError as exc:
+        raise ProtocolError(str(exc)) from None
+    return SecAggConfig(
+        session=parsed.session,
+        nodes=parsed.nodes,
+        length=parsed.length,
+        bits=parsed.bits,
+        threshold=parsed.threshold,
+        degree=parsed.degree,
+        researcher=parsed.researcher,
+        masked=parsed.masked,
+    )
 
 
 def frames_of(
     message: bytes, *, sender: str, recipient: str, task_id: str, config: SecAggConfig | None
 ) -> list[Envelope]:
     """The envelopes of one encoded message; with ``config``, the configuration goes first."""
-    header = b""
+    header = None
     if config is not None:
-        encoded = json.dumps(config_fields(config), separators=(",", ":")).encode()
-        header = _LEN.pack(len(encoded)) + encoded
-    data = header + message
-    message_id = secrets.token_bytes(_ID)
-    count = max(1, -(-len(data) // CHUNK))
-    return [
-        Envelope.new(
-            MessageKind.AGGREGATION,
-            sender,
-            recipient,
-            message_id + data[i * CHUNK : (i + 1) * CHUNK],
-            task_id=task_id,
-            chunk_index=i,
-            chunk_count=count,
-        )
-        for i in range(count)
-    ]
-
-
-@dataclass
-class _Partial:
-    count: int
-    parts: list[bytes] = field(default_factory=list)
-    size: int = 0
+        header = json.dumps(config_fields(config), separators=(",", ":")).encode()
+    return chunk_frames(message, header=header, sender=sender, recipient=recipient, task_id=task_id)
 
 
 class Assembler:
@@ -100,45 +78,27 @@ class Assembler:
 
     def __init__(self, *, with_config: bool) -> None:
         self._with_config = with_config
-        self._partial: dict[tuple[str, bytes], _Partial] = {}
+        self._chunks = ChunkAssembler(with_header=with_config)
 
     def add(self, envelope: Envelope) -> tuple[SecAggConfig | None, bytes] | None:
         """Take one chunk; return ``(config, message)`` once a message is whole."""
-        if envelope.kind is not MessageKind.AGGREGATION or len(envelope.body) < _ID:
-            raise ProtocolError(f"not a secure-aggregation frame: {envelope.kind.name}")
-        key = (envelope.sender, envelope.body[:_ID])
-        partial = self._partial.setdefault(key, _Partial(envelope.chunk_count))
-        if envelope.chunk_index != len(partial.parts) or envelope.chunk_count != partial.count:
-            del self._partial[key]
-            raise ProtocolError(
-                f"secure-aggregation message from {envelope.sender!r}: chunk {envelope.chunk_index} of "
-                f"{envelope.chunk_count} arrived out of order; the message is dropped"
-            )
-        partial.parts.append(envelope.body[_ID:])
-        partial.size += len(envelope.body) - _ID
-        if partial.size > MAX_MESSAGE:
-            del self._partial[key]
-            raise ProtocolError(f"secure-aggregation message from {envelope.sender!r} is too large")
-        if len(partial.parts) < partial.count:
-            return None
-        del self._partial[key]
-        data = b"".join(partial.parts)
-        if not self._with_config:
-            return None, data
-        if len(data) < _LEN.size:
-            raise ProtocolError(
-                f"secure-aggregation message from {envelope.sender!r} lacks its configuration"
-            )
-        (size,) = _LEN.unpack_from(data)
         try:
-            fields = json.loads(data[_LEN.size : _LEN.size + size])
+            whole = self._chunks.add(envelope)
+        except WireError as exc:
+            raise ProtocolError(str(exc)) from None
+        if whole is None:
+            return None
+        header, message = whole
+        if not self._with_config:
+            return None, message
+        try:
+            fields = json.loads(header)
         except (UnicodeDecodeError, json.JSONDecodeError):
             raise ProtocolError(
                 f"secure-aggregation message from {envelope.sender!r}: the configuration is not JSON"
             ) from None
-        return config_from_fields(fields), data[_LEN.size + size :]
+        return config_from_fields(fields), message
 
     def forget(self, sender: str) -> None:
         """Drop ``sender``'s unfinished messages (it disconnected)."""
-        for key in [k for k in self._partial if k[0] == sender]:
-            del self._partial[key]
+        self._chunks.forget(sender)

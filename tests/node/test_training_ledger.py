@@ -1,11 +1,15 @@
-"""The persisted DP-SGD accountant: one history per dataset, kept across jobs, enforcing the budget."""
+"""The node's DP-SGD accountant: one history per dataset, kept across jobs, enforcing the budget.
+
+It is the ``noisy_steps`` table of the node's privacy file; how that file is opened,
+migrated and refused is tested in ``test_privacy_store.py``.
+"""
 
 from __future__ import annotations
 
 import re
-import sqlite3
-import stat
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,8 +18,11 @@ import pytest
 pytest.importorskip("torch")
 pytest.importorskip("opacus")
 
-from confide._errors import ConfigError, PolicyError
-from confide.learning import NoisySteps, PrivacyAccountant, epsilon_spent
+from confide._errors import PolicyError
+from confide.learning import NoisySteps, epsilon_spent
+from confide.node._ledger import PrivacyLedger
+from confide.node._privacy_store import PrivacyStore
+from confide.node._training_ledger import TrainingLedger
 
 DELTA = 1e-5
 ROUND = NoisySteps(noise_multiplier=1.5, sample_rate=0.02, steps=50)  # epsilon 0.62 at DELTA
@@ -30,18 +37,24 @@ class Budget:
 BUDGET = Budget(3.0, DELTA)
 
 
-def _charge(acc: PrivacyAccountant, job: str, rnd: int, spent: NoisySteps = ROUND, **kw: object) -> float:
+@contextmanager
+def _accountant(path: Path, *, busy_timeout_s: float = 5.0) -> Iterator[TrainingLedger]:
+    with PrivacyStore(path, busy_timeout_s=busy_timeout_s) as store:
+        yield TrainingLedger(store)
+
+
+def _charge(acc: TrainingLedger, job: str, rnd: int, spent: NoisySteps = ROUND, **kw: object) -> float:
     args: dict[str, object] = {"dataset": "scans", "budget": BUDGET} | kw
     return acc.charge(job_id=job, round=rnd, spent=spent, **args)  # type: ignore[arg-type]
 
 
 def test_history_survives_reopening(tmp_path: Path) -> None:
     path = tmp_path / "accountant.sqlite"
-    with PrivacyAccountant(path) as acc:
+    with _accountant(path) as acc:
         _charge(acc, "job-1", 0, researcher="alice")
         after = _charge(acc, "job-2", 0, researcher="bob")
 
-    with PrivacyAccountant(path) as reopened:
+    with _accountant(path) as reopened:
         history = reopened.history("scans")
         rounds = reopened.rounds("scans")
         spent = reopened.epsilon_spent("scans", DELTA)
@@ -51,15 +64,8 @@ def test_history_survives_reopening(tmp_path: Path) -> None:
     assert spent == pytest.approx(after) and spent == pytest.approx(epsilon_spent([ROUND, ROUND], DELTA))
 
 
-def test_the_file_is_private(tmp_path: Path) -> None:
-    path = tmp_path / "accountant.sqlite"
-    PrivacyAccountant(path).close()
-
-    assert stat.S_IMODE(path.stat().st_mode) == 0o600
-
-
 def test_datasets_are_accounted_separately(tmp_path: Path) -> None:
-    with PrivacyAccountant(tmp_path / "a.sqlite") as acc:
+    with _accountant(tmp_path / "a.sqlite") as acc:
         _charge(acc, "job-1", 0, dataset="scans")
 
         assert acc.history("labs") == [] and acc.epsilon_spent("labs", DELTA) == 0.0
@@ -67,7 +73,7 @@ def test_datasets_are_accounted_separately(tmp_path: Path) -> None:
 
 
 def test_a_plan_over_budget_is_refused_saying_what_is_left(tmp_path: Path) -> None:
-    with PrivacyAccountant(tmp_path / "a.sqlite") as acc:
+    with _accountant(tmp_path / "a.sqlite") as acc:
         _charge(acc, "job-1", 0)
         spent = acc.epsilon_spent("scans", DELTA)
         big = NoisySteps(1.1, 0.05, 2000)
@@ -81,7 +87,7 @@ def test_a_plan_over_budget_is_refused_saying_what_is_left(tmp_path: Path) -> No
 
 
 def test_a_plan_within_budget_returns_the_epsilon_after_it(tmp_path: Path) -> None:
-    with PrivacyAccountant(tmp_path / "a.sqlite") as acc:
+    with _accountant(tmp_path / "a.sqlite") as acc:
         _charge(acc, "job-1", 0)
 
         after = acc.check(dataset="scans", job_id="job-2", planned=[ROUND, ROUND], budget=BUDGET)
@@ -91,7 +97,7 @@ def test_a_plan_within_budget_returns_the_epsilon_after_it(tmp_path: Path) -> No
 
 
 def test_a_charge_past_the_budget_is_refused_and_records_nothing(tmp_path: Path) -> None:
-    with PrivacyAccountant(tmp_path / "a.sqlite") as acc:
+    with _accountant(tmp_path / "a.sqlite") as acc:
         charged, heavy = 0, NoisySteps(1.1, 0.05, 50)  # epsilon 2.58, two of them 3.31
         with pytest.raises(PolicyError, match="epsilon left"):
             for rnd in range(10):
@@ -104,7 +110,7 @@ def test_a_charge_past_the_budget_is_refused_and_records_nothing(tmp_path: Path)
 
 
 def test_a_redelivered_round_is_charged_once(tmp_path: Path) -> None:
-    with PrivacyAccountant(tmp_path / "a.sqlite") as acc:
+    with _accountant(tmp_path / "a.sqlite") as acc:
         first = _charge(acc, "job-1", 0)
         again = _charge(acc, "job-1", 0)
 
@@ -114,7 +120,7 @@ def test_a_redelivered_round_is_charged_once(tmp_path: Path) -> None:
 
 
 def test_no_budget_refuses_and_no_dp_needs_an_infinite_budget(tmp_path: Path) -> None:
-    with PrivacyAccountant(tmp_path / "a.sqlite") as acc:
+    with _accountant(tmp_path / "a.sqlite") as acc:
         with pytest.raises(PolicyError, match="no privacy_budget in its policy"):
             acc.check(dataset="scans", job_id="j", planned=[ROUND], budget=None)
         with pytest.raises(PolicyError, match="no differential privacy"):
@@ -125,30 +131,17 @@ def test_no_budget_refuses_and_no_dp_needs_an_infinite_budget(tmp_path: Path) ->
         ) == float("inf")
 
 
-def test_a_foreign_database_is_refused(tmp_path: Path) -> None:
-    path = tmp_path / "other.sqlite"
-    with sqlite3.connect(path) as conn:
-        conn.execute("CREATE TABLE t (x)")
-
-    with pytest.raises(ConfigError, match="not a confide DP-SGD privacy accountant"):
-        PrivacyAccountant(path)
-
-
-def test_a_missing_folder_is_a_config_error(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="does not exist"):
-        PrivacyAccountant(tmp_path / "no" / "a.sqlite")
-
-
 def test_two_handles_cannot_both_spend_the_last_of_a_budget(tmp_path: Path) -> None:
     path = tmp_path / "a.sqlite"
     # A budget with room for exactly one more round after the first.
     budget = Budget(epsilon_spent([ROUND, ROUND], DELTA) * 1.0001, DELTA)
-    with PrivacyAccountant(path) as acc:
+    with _accountant(path) as acc:
         _charge(acc, "job-0", 0, budget=budget)
-    handles = [PrivacyAccountant(path, busy_timeout_s=30) for _ in range(2)]
+    stores = [PrivacyStore(path, busy_timeout_s=30) for _ in range(2)]
+    handles = [TrainingLedger(store) for store in stores]
     outcomes: list[str] = []
 
-    def spend(acc: PrivacyAccountant, job: str) -> None:
+    def spend(acc: TrainingLedger, job: str) -> None:
         try:
             _charge(acc, job, 0, budget=budget)
             outcomes.append("charged")
@@ -160,9 +153,24 @@ def test_two_handles_cannot_both_spend_the_last_of_a_budget(tmp_path: Path) -> N
         t.start()
     for t in threads:
         t.join()
-    for h in handles:
-        h.close()
+    for store in stores:
+        store.close()
 
     assert sorted(outcomes) == ["charged", "refused"]
-    with PrivacyAccountant(path) as acc:
+    with _accountant(path) as acc:
         assert len(acc.history("scans")) == 2
+
+
+def test_the_statistics_ledger_and_the_accountant_share_one_file_and_keep_apart(tmp_path: Path) -> None:
+    path = tmp_path / "ledger.sqlite"
+    with PrivacyStore(path) as store:
+        statistics, training = PrivacyLedger(store), TrainingLedger(store)
+        statistics.charge(
+            researcher="alice", dataset="scans", task_id="t1", epsilon=1.0, delta=1e-6, budget=(1.0, DELTA)
+        )
+        _charge(training, "job-1", 0, researcher="alice")
+
+    with PrivacyStore(path) as store:
+        assert PrivacyLedger(store).spent("alice", "scans").tasks == 1
+        assert TrainingLedger(store).history("scans") == [ROUND]
+    assert sorted(p.name for p in tmp_path.iterdir() if p.suffix == ".sqlite") == ["ledger.sqlite"]

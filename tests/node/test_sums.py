@@ -6,29 +6,30 @@ import numpy as np
 import pytest
 
 from confide._errors import ProtocolError
-from confide.crypto import MemoryReplayGuard, PartyIdentity, Role
-from confide.node._peers import TaskPeers
+from confide.crypto import PartyIdentity, Role
+from confide.node._sums import SecureSums
 from confide.wire import Envelope
 
 
-async def _no_frames(envelope: Envelope) -> None:
-    raise AssertionError("nothing may be sent")
+class _NoFrames:
+    async def send_now(self, envelope: Envelope) -> None:
+        raise AssertionError("nothing may be sent")
+
+    async def drop(self) -> None:
+        raise AssertionError("the link may not be dropped")
 
 
-def _peers(algorithm: str) -> TaskPeers:
+def _peers(algorithm: str) -> SecureSums:
     me = PartyIdentity.generate("node-a", "org-a", Role.NODE)
     other = PartyIdentity.generate("node-b", "org-b", Role.NODE)
     researcher = PartyIdentity.generate("alice", "uni", Role.RESEARCHER)
-    return TaskPeers(
+    return SecureSums(
         task_id="t1",
+        algorithm=algorithm,
         identity=me,
         peers={"node-b": other.public},
-        algorithm=algorithm,
-        run_local=None,  # type: ignore[arg-type]
-        send_frame=None,  # type: ignore[arg-type]
-        guard=MemoryReplayGuard(),
         researcher=researcher.public,
-        send_now=_no_frames,
+        hub=_NoFrames(),
     )
 
 
