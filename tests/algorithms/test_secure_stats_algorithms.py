@@ -38,7 +38,7 @@ def test_moments_grouped_by_sex_match_the_pooled_data(consortium: InProcessConso
         assert column.count == mask.sum()
         assert column.mean == pytest.approx(x.mean(), abs=1e-3)
         assert column.std_sample == pytest.approx(x.std(ddof=1), abs=1e-3)
-    assert result.tables() and result.tables()[0].rows
+    assert result.tables and result.tables[0].rows
 
 
 def test_zscore_of_a_patient_in_his_age_group(consortium: InProcessConsortium) -> None:

@@ -1,6 +1,6 @@
 """What an algorithm's researcher half returns, and how any front end shows it without knowing it.
 
-``Algorithm.finalise`` returns a :class:`Finalised`: titled tables of formatted cells, a few
+``Algorithm.finalise`` returns a :class:`Finalised`: titled tables of formatted cells (``tables``), a few
 lines saying how it was computed (who was summed, what was withheld, the privacy spent),
 the nodes that sat out and why, and a JSON form. The CLI renders every algorithm's result
 through these four, so a new algorithm needs no new printing code.
@@ -33,6 +33,7 @@ class Finalised(Protocol):
         """Nodes that did not contribute, each with its own reason."""
         ...
 
+    @property
     def tables(self) -> list[ResultTable]:
         """The result as tables of formatted cells."""
         ...

@@ -137,6 +137,7 @@ class RoundTotals:
     """Epsilon this job has spent at each node, this round included."""
     noise_multiplier: dict[str, float | None] = field(default_factory=dict)
 
+    @property
     def tables(self) -> list[ResultTable]:
         """The round's figures as one table."""
         loss = self.loss_sum / self.drawn if self.drawn else math.nan
@@ -176,6 +177,7 @@ class EvaluationTotals:
     survivors: tuple[str, ...]
     sat_out: dict[str, str] = field(default_factory=dict)
 
+    @property
     def tables(self) -> list[ResultTable]:
         """Accuracy and mean loss as one table."""
         accuracy = self.correct / self.total if self.total else math.nan

@@ -126,6 +126,7 @@ class QueryResult(Sequence[Row]):
     def __iter__(self) -> Iterator[Row]:
         return iter(self.rows)
 
+    @property
     def tables(self) -> list[ResultTable]:
         """The rows as one table."""
         cells = [[_cell(row.get(c)) for c in self.columns] for row in self.rows]

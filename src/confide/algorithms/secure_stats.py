@@ -90,6 +90,7 @@ class StatisticResult:
         """Nodes that did not contribute, and why."""
         return self.refused
 
+    @property
     def tables(self) -> list[ResultTable]:
         """The statistic's own tables."""
         return get_statistic(self.statistic).tables(self.output)

@@ -49,7 +49,7 @@ def print_results(console: Console, results: TaskResults) -> None:
 
 def print_finalised(console: Console, result: Finalised) -> None:
     """Any algorithm's finalised result: its tables, how it was computed, who sat out and why."""
-    for shown in result.tables():
+    for shown in result.tables:
         table = Table(title=escape(shown.title))
         for i, header in enumerate(shown.headers):
             table.add_column(escape(header), justify="left" if i == 0 else "right")

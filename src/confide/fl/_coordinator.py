@@ -72,8 +72,18 @@ class TrainingPlan(BaseModel):
     seed: int = Field(default=0, description="seeds the initial model (public), never the nodes' noise")
     timeout_s: float = Field(default=900.0, gt=0, le=24 * 3600)
 
-    def round_params(self, job_id: str, round: int, weights: str, parameters: int) -> TrainParams:
-        """The sealed parameters of round ``round`` (``parameters``: the model's parameter count)."""
+    def round_params(
+        self, job_id: str, round: int, weights: str, parameters: int | None = None
+    ) -> TrainParams:
+        """The sealed parameters of round ``round``.
+
+        ``parameters`` is the model's parameter count, which fixes the length of the round's
+        secure sum; by default it is counted from the registry's architecture.
+        """
+        if parameters is None:
+            from confide.learning import flatten
+
+            parameters = int(flatten(_initial_model(self).state_dict()).size)
         fields = self.model_dump(by_alias=True, exclude={"server_learning_rate", "seed"})
         fields["epsilon"] = None if math.isinf(self.epsilon) else self.epsilon  # JSON has no infinity
         return TrainParams.model_validate(

@@ -16,7 +16,9 @@ Session steps:
    COMPLETED / FAILED stores the sealed
    result and is acknowledged (ACK) only after the store write, so a node resends until
    the result is safe; a duplicate of a stored result is acknowledged again;
-4. on disconnect the node is marked offline; its unfinished runs wait for it to return.
+4. PEER frames and their ACKs go to the relay (:mod:`confide.hub._relay`), which also
+   hands a node that connects the messages the mailbox kept for it;
+5. on disconnect the node is marked offline; its unfinished runs wait for it to return.
 """
 
 from __future__ import annotations
@@ -39,7 +41,8 @@ from confide._errors import (
 from confide.hub._aggregation import AggregationRooms
 from confide.hub._audit import AuditLog
 from confide.hub._directory import Directory
-from confide.hub._records import MailboxMessage, NodeRecord, Result, Run, Task
+from confide.hub._records import NodeRecord, Result, Run, Task
+from confide.hub._relay import PeerRelay
 from confide.hub._store import Store
 from confide.hub._watch import TaskWatch
 from confide.kit import token_hash
@@ -64,9 +67,7 @@ __all__ = ["NodeSession", "NodeSessions"]
 
 log = logging.getLogger("confide.hub.nodes")
 HELLO_TIMEOUT_S = 10.0
-EARLY_ACKS_KEPT = 10_000
 TASKS_KEPT = 10_000
-PEER_ACK_WAIT_S = 0.5  # how long a delivered peer message may wait for its ack before it is stored
 
 
 def _now_ms() -> int:
@@ -103,7 +104,6 @@ class NodeSessions:
         mailbox_ttl_s: float = 7 * 24 * 3600,
         stage_timeout_s: float = 120.0,
     ) -> None:
-        self._mailbox_ttl_s = mailbox_ttl_s
         self._store = store
         self._directory = directory
         self._audit = audit
@@ -115,15 +115,12 @@ class NodeSessions:
         # runs a node reported as started; kept in memory only (it is progress, not state
         # that must survive a restart: an unfinished run is redelivered either way)
         self._running: set[str] = set()
-        # task id -> its nodes (routing of peer messages); acks that beat the mailbox write
+        # task id -> its nodes (routing of peer and aggregation messages)
         self._task_nodes: dict[str, set[str]] = {}
-        self._early_acks: dict[str, None] = {}
-        # peer messages forwarded to an online recipient, awaiting its ack
-        self._awaiting: dict[str, asyncio.Event] = {}
-        self._last_mailbox_ms = 0
         self._background: set[asyncio.Task[None]] = set()
         self.last_seen_ms: dict[str, int] = {}
         self._open_tasks: dict[str, Task] = {}
+        self.relay = PeerRelay(store, self._sessions, mailbox_ttl_s)
         self.aggregation = AggregationRooms(
             store, audit, watch, self._send_frames, stage_timeout_s=stage_timeout_s
         )
@@ -189,8 +186,7 @@ class NodeSessions:
                 task = await self._store.task(run.task_id)
                 if task is not None:
                     await self.deliver(run, task)
-            for message in await self._store.messages_for(node.id, _now_ms(), limit=100_000):
-                await session.send_frame(message.envelope)
+            await self.relay.hand_over(node.id, session)
             await self._loop(session)
         except TransportError:
             pass
@@ -255,14 +251,11 @@ class NodeSessions:
                 elif envelope.kind is MessageKind.AGGREGATION:
                     await self._on_aggregation(session, envelope)
                 elif envelope.kind in (MessageKind.PEER, MessageKind.PEER_CHUNK):
-                    await self._on_peer(session, envelope, frame)
+                    nodes = await self._nodes_of(envelope.task_id)
+                    await self.relay.forward(session.node.id, session, envelope, frame, nodes)
                 elif envelope.kind is MessageKind.ACK:
                     ack, _ = decode_control(envelope, Ack)
-                    waiting = self._awaiting.get(ack.message_id)
-                    if waiting is not None:
-                        waiting.set()  # delivered while in flight: nothing was written
-                    elif not await self._store.delete_message(ack.message_id, session.node.id):
-                        self._remember_early_ack(ack.message_id)
+                    await self.relay.acknowledged(session.node.id, ack.message_id)
                 else:
                     raise WireError(f"a node may not send {envelope.kind.name} frames to the hub")
             except (WireError, NotFoundError, ProtocolError) as exc:
@@ -298,72 +291,10 @@ class NodeSessions:
             self._note_task_nodes(task_id, nodes)
         return nodes
 
-    async def _on_peer(self, session: NodeSession, envelope: Envelope, frame: bytes) -> None:
-        """Store-and-forward a sealed node-to-node message within a task.
-
-        The hub checks only routing: sealed, from this node, to another node of the same
-        task. The sender is acknowledged once the message is safe: acknowledged by its
-        recipient, or written to the mailbox (kept until ``mailbox_ttl_s``), which is what
-        happens when the recipient is offline or slow. So a message survives the
-        recipient's absence and a hub restart, and an online pair costs no write at all.
-        """
-        sender = session.node.id
-        nodes = await self._nodes_of(envelope.task_id)
-        if not envelope.sealed or envelope.sender != sender or sender not in nodes:
-            raise WireError(f"a peer message must be sealed by {sender} within one of its tasks")
-        if envelope.recipient not in nodes or envelope.recipient == sender:
-            raise WireError(f"{envelope.recipient!r} is not another node of task {envelope.task_id}")
-        # strictly increasing: the mailbox hands messages out in this order
-        now = self._last_mailbox_ms = max(_now_ms(), self._last_mailbox_ms + 1)
-        message = MailboxMessage(
-            envelope.message_id.hex(),
-            envelope.recipient,
-            sender,
-            envelope.task_id,
-            frame,
-            now,
-            now + int(self._mailbox_ttl_s * 1000),
-        )
-        delivered: asyncio.Event | None = None
-        recipient = self._sessions.get(envelope.recipient)
-        if recipient is not None:
-            delivered = self._awaiting.setdefault(message.id, asyncio.Event())
-            try:
-                await recipient.send_frame(frame)
-            except TransportError:
-                self._awaiting.pop(message.id, None)
-                delivered = None
-        # Make it safe and acknowledge the sender without holding up this session's loop.
-        task = asyncio.create_task(self._secure_peer_message(session, message, delivered))
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
-
-    async def _secure_peer_message(
-        self, session: NodeSession, message: MailboxMessage, delivered: asyncio.Event | None
-    ) -> None:
-        try:
-            if delivered is not None:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(delivered.wait(), PEER_ACK_WAIT_S)
-            safe = delivered is not None and delivered.is_set()
-            if not safe and self._early_acks.pop(message.id, None) is None:
-                with contextlib.suppress(ConflictError):  # a resend after a lost ack: stored already
-                    await self._store.put_message(message)
-        finally:
-            self._awaiting.pop(message.id, None)
-        # If the hub dies before this, the unacknowledged sender sends the message again.
-        with contextlib.suppress(TransportError):
-            await session.send(encode_control(Ack(message_id=message.id), HUB, message.sender))
-
     def _note_task_nodes(self, task_id: str, nodes: set[str]) -> None:
         self._task_nodes[task_id] = nodes
         while len(self._task_nodes) > TASKS_KEPT:  # a cache: the store has them all
             self._task_nodes.pop(next(iter(self._task_nodes)))
-
-    def _remember_early_ack(self, message_id: str) -> None:
-        self._early_acks[message_id] = None
-        while len(self._early_acks) > EARLY_ACKS_KEPT:
-            self._early_acks.pop(next(iter(self._early_acks)))
 
     async def _on_status(self, session: NodeSession, envelope: Envelope) -> None:
         update, attachment = decode_control(envelope, RunStatusUpdate)
