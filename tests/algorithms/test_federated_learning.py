@@ -8,6 +8,7 @@ pytest.importorskip("opacus")
 
 from confide._errors import ConfideError
 from confide.algorithms.federated_learning import FL_TRAIN, PLAN
+from confide.learning import build_model, vector_length
 from confide.node import LocalData
 from confide.node._config import TrainingDataConfig
 
@@ -17,7 +18,7 @@ ROUND = {
     "dataset": "digits",
     "model": "image.cnn28",
     "weights": "AA==",
-    "parameters": 1,
+    "parameters": vector_length(build_model("image.cnn28", {})),
     "round": 0,
     "rounds": 5,
 }
@@ -43,6 +44,11 @@ def test_a_node_that_cannot_train_says_why_in_its_plan(change: dict[str, object]
         FL_TRAIN.run(LocalData([], [DIGITS]), {**ROUND, **change}, PLAN)
 
     assert problem in str(refused.value)
+
+
+def test_a_parameter_count_that_is_not_the_models_is_refused_before_any_budget_is_spent() -> None:
+    with pytest.raises(ConfideError, match="parameters, not the 1234 the task declares"):
+        FL_TRAIN.run(LocalData([], [DIGITS]), {**ROUND, "epsilon": 1.0, "parameters": 1234}, PLAN)
 
 
 def test_the_round_is_declared_by_the_task_so_a_node_that_cannot_plan_can_still_withdraw() -> None:

@@ -310,3 +310,33 @@ def test_the_first_training_charge_imports_opacus_off_the_event_loop(tmp_path: P
 
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["[False]", "True", "ledger.sqlite"]  # one file: ledger and accountant
+
+
+async def test_a_malformed_frame_from_the_hub_is_refused_and_the_node_stays_on_the_same_link(
+    consortium: InProcessConsortium,
+) -> None:
+    config = load_node_config(consortium.local.node_config_path("node-a")).model_copy(
+        update={"heartbeat_s": 0.05}
+    )
+    kit = Kit.load(config.kit)
+    connections: list[int] = []
+    heartbeat_after = asyncio.Event()
+
+    async def hostile_hub(conn: MemoryConnection) -> None:
+        await conn.recv()  # HELLO
+        welcome = Welcome(node_id="node-a", collaborations=[], heartbeat_s=0.05)
+        await conn.send(encode_control(welcome, HUB, "node-a").encode())
+        connections.append(1)
+        await conn.send(b"\x00garbage that is no envelope")
+        bad_run = Envelope.new(MessageKind.RUN, HUB, "node-a", b"{not json")
+        await conn.send(bad_run.encode())
+        while True:  # the node is still here, on this connection, sending heartbeats
+            if Envelope.decode(await conn.recv()).kind is MessageKind.HEARTBEAT:
+                heartbeat_after.set()
+
+    agent = Agent(config, kit, MemoryConnector(hostile_hub), consortium.pools["node-a"])
+    runner = asyncio.create_task(agent.run())
+    await asyncio.wait_for(heartbeat_after.wait(), 10)
+    runner.cancel()
+
+    assert connections == [1]

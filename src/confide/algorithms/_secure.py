@@ -9,12 +9,14 @@ compute the same ones without trusting the hub. At every node :func:`contribute`
    the worker): one float vector per round and the rows each covers;
 2. checks them: every round has its declared length, and covers at least the policy's
    ``min_count`` rows (:func:`require_rows`);
-3. charges the privacy budget for each round that adds noise, before anything leaves;
-4. encodes each vector in fixed point; any failure in 1-4 withdraws this node from *every*
-   round at once, so the others finish without waiting for a timeout, and the reason
-   reaches the researcher only in the node's sealed result;
+3. encodes each vector in fixed point (its bound checked);
+4. charges the privacy budget, once per table for the noise of all the task's rounds on
+   it, last, so a refusal in 1-3 spends nothing; any failure in 1-4 withdraws this node
+   from *every* round at once, so the others finish without waiting for a timeout, and
+   the reason reaches the researcher only in the node's sealed result;
 5. adds this node's share of the distributed noise and runs each secure sum, the hub as
-   the blind server; the node reports who was summed (:class:`SecureReport`).
+   the blind server (a failed round withdraws the node from the rounds after it); the
+   node reports who was summed (:class:`SecureReport`).
 
 The researcher removes the pads, decodes each round and hands the totals
 (:class:`SecureTotals`) to the algorithm's pure ``finalise``.
@@ -24,6 +26,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -82,6 +85,9 @@ class SecureRound:
     def __post_init__(self) -> None:
         if self.noise is not None and self.charge is None:
             raise AlgorithmError(f"round {self.label!r} adds noise but names no table to charge it to")
+        if self.noise is not None and self.encoding.bits != 64:
+            # Noise is room-sized for Z_2^64 (FixedPoint's bound includes 40 sigma of it).
+            raise AlgorithmError(f"round {self.label!r} adds noise, which needs 64-bit fixed point")
 
 
 class LocalFigures(BaseModel):
@@ -179,36 +185,64 @@ async def contribute(
     """Steps 1-5 of the module docstring at one node; the figures gathered and each round's outcome."""
     try:
         figures = await gather()
-        vectors = {}
+        encoded = {}
         for secure_round in rounds:
-            vector = _vector_of(figures, secure_round)
-            rows = figures.rows.get(secure_round.label, 0)
+            rows = figures.rows.get(secure_round.label)
+            if rows is None:
+                raise AlgorithmError(
+                    f"the node's step says nothing of the rows of round {secure_round.label!r}"
+                )
             require_rows(peers, rows, "this task", empty_ok=secure_round.empty_ok)
-            vectors[secure_round.label] = vector
-        for secure_round in rounds:
-            if secure_round.noise is not None and secure_round.charge is not None:
-                noise = secure_round.noise
-                await peers.charge_privacy(secure_round.charge, noise.epsilon, noise.delta)
-        encoded = {r.label: r.encoding.encode(vectors[r.label]) for r in rounds}
+            encoded[secure_round.label] = secure_round.encoding.encode(_vector_of(figures, secure_round))
+        # Charged last, once everything else has passed: a refusal spends nothing.
+        await _charge(peers, rounds)
     except Exception as exc:
-        # Every failure, an algorithm's own bug included, is a dropout from every round.
-        reason = str(exc) if isinstance(exc, ConfideError) else type(exc).__name__
-        for secure_round in rounds:
-            await peers.withdraw_from_sum(
-                secure_round.length, reason, label=secure_round.label, bits=secure_round.encoding.bits
-            )
+        await _withdraw(peers, rounds, exc)
         raise
-    outcomes = {}
+    outcomes: dict[str, Contribution] = {}
     for secure_round in rounds:
         values = encoded[secure_round.label]
         if secure_round.noise is not None:
-            values = values + sample_discrete_gaussian(secure_round.noise.sigma, secure_round.length).view(
+            # Z_2^64: the signed noise wraps into the ring as two's complement.
+            values = values + sample_discrete_gaussian(secure_round.noise.sigma, secure_round.length).astype(
                 values.dtype
             )
-        outcomes[secure_round.label] = await peers.secure_sum(
-            values, label=secure_round.label, bits=secure_round.encoding.bits, timeout_s=timeout_s
-        )
+        try:
+            outcomes[secure_round.label] = await peers.secure_sum(
+                values, label=secure_round.label, bits=secure_round.encoding.bits, timeout_s=timeout_s
+            )
+        except Exception as exc:
+            # The rounds after a failed one are left at once, not by their stage timeouts.
+            await _withdraw(
+                peers, [r for r in rounds if r.label not in outcomes and r is not secure_round], exc
+            )
+            raise
     return figures, outcomes
+
+
+async def _charge(peers: PeerContext, rounds: Sequence[SecureRound]) -> None:
+    """Charge each table once for the noise of all the task's rounds on it (basic composition)."""
+    spends: dict[str, tuple[float, float]] = {}
+    for secure_round in rounds:
+        if secure_round.noise is not None and secure_round.charge is not None:
+            epsilon, delta = spends.get(secure_round.charge, (0.0, 0.0))
+            spends[secure_round.charge] = (
+                epsilon + secure_round.noise.epsilon,
+                delta + secure_round.noise.delta,
+            )
+    for table, (epsilon, delta) in spends.items():
+        await peers.charge_privacy(table, epsilon, delta)
+
+
+async def _withdraw(peers: PeerContext, rounds: Sequence[SecureRound], exc: BaseException) -> None:
+    """Leave every one of ``rounds``; the hub sees no reason, the node's log does."""
+    # Every failure, an algorithm's own bug included, is a dropout from every round.
+    reason = str(exc) if isinstance(exc, ConfideError) else type(exc).__name__
+    for secure_round in rounds:
+        with contextlib.suppress(ConfideError):  # the link is down: the hub drops this node anyway
+            await peers.withdraw_from_sum(
+                secure_round.length, reason, label=secure_round.label, bits=secure_round.encoding.bits
+            )
 
 
 def _vector_of(figures: LocalFigures, secure_round: SecureRound) -> Vector:

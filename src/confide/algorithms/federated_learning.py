@@ -222,6 +222,7 @@ def _weights(text: str) -> bytes:
 def _plan_step(data: DataContext, params: TrainParams) -> TrainPlan:
     from confide.learning import noise_multiplier_for
 
+    _architecture(params)  # a round of the wrong length is refused before any budget is spent
     split = data.training_data(params.dataset)
     n = len(split.train)
     steps = params.steps_for(n) if n else 1
@@ -246,8 +247,9 @@ def _training(params: TrainParams, steps: int) -> Any:
     )
 
 
-def _model(params: _ModelParams) -> Any:
-    from confide.learning import build_model, from_safetensors, vector_length
+def _architecture(params: _ModelParams) -> Any:
+    """The allow-listed architecture, checked against the parameter count the task declares."""
+    from confide.learning import build_model, vector_length
 
     model = build_model(params.model, params.model_config_)
     if vector_length(model) != params.parameters:
@@ -255,6 +257,13 @@ def _model(params: _ModelParams) -> Any:
             f"{params.model} with this configuration has {vector_length(model)} parameters, not the "
             f"{params.parameters} the task declares"
         )
+    return model
+
+
+def _model(params: _ModelParams) -> Any:
+    from confide.learning import from_safetensors
+
+    model = _architecture(params)
     model.load_state_dict(from_safetensors(_weights(params.weights), like=model))
     return model
 

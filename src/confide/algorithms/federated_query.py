@@ -24,6 +24,8 @@ import hashlib
 import json
 import logging
 import secrets
+import threading
+from collections import OrderedDict
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -40,6 +42,7 @@ from confide.algorithms._result import ResultTable
 from confide.algorithms._secure import LocalFigures, SecureRound, SecureTotals
 from confide.crypto import FixedPoint, min_bits
 from confide.query import (
+    Aggregate,
     DenseLayout,
     FederationSchema,
     Plan,
@@ -168,19 +171,37 @@ def compiled(params: QueryParams) -> tuple[Plan, FederationSchema, list[DenseLay
     asks for the rounds before submitting and again to finalise, a node's agent for the
     rounds and its worker for the local part.
     """
-    return _compiled(_key(params))
+    digest = _digest(params)
+    with _PLANS_LOCK:
+        found = _PLANS.get(digest)
+        if found is not None:
+            _PLANS.move_to_end(digest)
+            return found
+    found = _compile(params)
+    with _PLANS_LOCK:
+        _PLANS[digest] = found
+        while len(_PLANS) > PLANS_KEPT:
+            _PLANS.popitem(last=False)
+    return found
 
 
-def _key(params: QueryParams) -> str:
-    return json.dumps([params.sql, params.schema_, params.max_rows], sort_keys=True)
+PLANS_KEPT = 32
+_PLANS: OrderedDict[str, tuple[Plan, FederationSchema, list[DenseLayout]]] = OrderedDict()
+_PLANS_LOCK = threading.Lock()
 
 
-@lru_cache(maxsize=32)
-def _compiled(key: str) -> tuple[Plan, FederationSchema, list[DenseLayout]]:
-    sql, schema_fields, max_rows = json.loads(key)
-    schema = FederationSchema.model_validate(schema_fields)
-    plan = compile_plan(parse_sql(sql, schema), schema)
-    layouts = [DenseLayout.for_aggregate(a, schema, max_rows=max_rows) for a in secure_aggregates(plan)]
+def _digest(params: QueryParams) -> str:
+    """What identifies a plan: the query, the schema and ``max_rows``, hashed (a schema may be large)."""
+    text = json.dumps([params.sql, params.schema_, params.max_rows], sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _compile(params: QueryParams) -> tuple[Plan, FederationSchema, list[DenseLayout]]:
+    schema = FederationSchema.model_validate(params.schema_)
+    plan = compile_plan(parse_sql(params.sql, schema), schema)
+    layouts = [
+        DenseLayout.for_aggregate(a, schema, max_rows=params.max_rows) for a in secure_aggregates(plan)
+    ]
     if not layouts:
         raise QueryError("the query has no secure sum: nothing would be combined across the nodes")
     return plan, schema, layouts
@@ -195,13 +216,13 @@ def encoding_of(layout: DenseLayout, params: QueryParams, parties: int) -> Fixed
 
 def _local(data: DataContext, params: QueryParams) -> LocalFigures:
     party = data.node_id
-    key = _key(params)
-    plan, _, layouts = _compiled(key)
+    plan, _, layouts = compiled(params)
+    digest = _digest(params)
     vectors, rows = [], []
     sources: dict[str, TableSource] = {}  # by the schema's table name
     with _files().cursor() as files:
         for index, (aggregate, layout) in enumerate(zip(secure_aggregates(plan), layouts, strict=True)):
-            read, duckdb_sql = _part(key, party, index)
+            read, duckdb_sql = _part((digest, party, index), aggregate, layout)
             for table in read:
                 if table not in sources:
                     sources[table] = _resolve(data, table, params.sources.get(party, {}).get(table))
@@ -234,14 +255,26 @@ def _files() -> duckdb.DuckDBPyConnection:
     return duckdb.connect()
 
 
-@lru_cache(maxsize=256)
-def _part(key: str, party: str, index: int) -> tuple[tuple[str, ...], str]:
+def _part(
+    key: tuple[str, str, int], aggregate: Aggregate, layout: DenseLayout
+) -> tuple[tuple[str, ...], str]:
     """The tables ``party``'s part of aggregate ``index`` reads, and its DuckDB SQL over their views.
 
     Deterministic in the query and the party, so written once per process, not per run.
     """
-    plan, _, layouts = _compiled(key)
-    aggregate, layout = secure_aggregates(plan)[index], layouts[index]
+    found = _PARTS.get(key)
+    if found is None:
+        found = _PARTS[key] = _write_part(aggregate, key[1], layout)
+        while len(_PARTS) > PARTS_KEPT:
+            _PARTS.pop(next(iter(_PARTS)))
+    return found
+
+
+PARTS_KEPT = 256
+_PARTS: dict[tuple[str, str, int], tuple[tuple[str, ...], str]] = {}
+
+
+def _write_part(aggregate: Aggregate, party: str, layout: DenseLayout) -> tuple[tuple[str, ...], str]:
     read: list[str] = []
 
     def record(table: str) -> str:

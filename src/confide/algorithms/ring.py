@@ -51,7 +51,7 @@ class RingSumParams(BaseModel):
     timeout_s: float = Field(default=60.0, gt=0, le=3600)
 
 
-class LocalFigures(BaseModel):
+class RingFigures(BaseModel):
     """One node's contribution, in fixed point mod 2^64 (never leaves the node in clear)."""
 
     model_config = ConfigDict(extra="forbid")
@@ -72,7 +72,7 @@ class RingSumOutput(BaseModel):
     ring_ms: float | None = None
 
 
-def _local(data: DataContext, params: RingSumParams) -> LocalFigures:
+def _local(data: DataContext, params: RingSumParams) -> RingFigures:
     table = data.table(params.table)
     if params.column not in table.column_names:
         raise AlgorithmError(f"table {params.table!r} has no column {params.column!r}")
@@ -81,7 +81,7 @@ def _local(data: DataContext, params: RingSumParams) -> LocalFigures:
         raise AlgorithmError(f"column {params.column!r} is {column.type}, not numeric")
     values = pc.drop_null(column).to_numpy().astype(np.float64, copy=False)
     scaled = round(float(values.sum()) * 10**params.decimals)
-    return LocalFigures(total=scaled % MODULUS, count=int(values.size))
+    return RingFigures(total=scaled % MODULUS, count=int(values.size))
 
 
 async def _ring(peers: PeerContext, params: RingSumParams) -> RingSumOutput:
@@ -90,7 +90,7 @@ async def _ring(peers: PeerContext, params: RingSumParams) -> RingSumOutput:
         raise AlgorithmError("secure.ring_sum needs at least two nodes in the task")
     index = nodes.index(peers.node_id)
     after, before = nodes[(index + 1) % len(nodes)], nodes[index - 1]
-    mine = LocalFigures.model_validate(await peers.local(params.model_dump()))
+    mine = RingFigures.model_validate(await peers.local(params.model_dump()))
     if index == 0:
         mask = (secrets.randbits(64), secrets.randbits(64))
         started = time.perf_counter()
@@ -126,5 +126,5 @@ RING_SUM = Algorithm(
     output=RingSumOutput,
     step=_local,
     protocol=_ring,
-    local=LocalFigures,
+    local=RingFigures,
 )

@@ -402,11 +402,16 @@ def _parse_params(text: str) -> dict[str, Any]:
 
 def _finalised(client: Any, task_id: str) -> Any:
     """The task's result finalised by its algorithm, or None for per-node algorithms (stats.summary)."""
+    from confide._errors import AlgorithmError
     from confide.algorithms import get_algorithm
 
     state = client.status(task_id)
-    if not state.algorithm or get_algorithm(state.algorithm).finalise is None:
-        return None
+    try:
+        algorithm = get_algorithm(state.algorithm)
+    except AlgorithmError:
+        return None  # not installed here: its per-node results are shown as they are
+    if algorithm.finalise is None or not algorithm.echo_params:
+        return None  # per-node results, or finalised only by the program that ran it (fl.train)
     if not any(r.ok for r in client.results(task_id)):
         return None  # nobody contributed: the per-node errors say why
     return client.finalise(task_id, wait_s=30)

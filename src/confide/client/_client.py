@@ -18,6 +18,7 @@ it is signed by the node it claims to come from.
 from __future__ import annotations
 
 import base64
+import json
 import secrets
 import time
 from collections.abc import Mapping
@@ -32,8 +33,9 @@ from confide._errors import (
     AuthError,
     TaskError,
     TransportError,
+    WireError,
 )
-from confide.algorithms import Algorithm, Finalised, SecureTotals, get_algorithm
+from confide.algorithms import Algorithm, Finalised, SecureRound, SecureTotals, get_algorithm
 from confide.algorithms.federated_query import QueryResult
 from confide.algorithms.secure_stats import StatisticResult
 from confide.client._parties import Parties
@@ -237,7 +239,9 @@ class Client:
                 config, total, padded.survivors, padded.pads, me=self.kit.identity, parties=parties
             )
         # else: an unmasked (baseline) round: the hub summed values in the clear
-        return SecureSum(task_id, label, total, padded.survivors, padded.dropped, config.bits)
+        return SecureSum(
+            task_id, label, total, padded.survivors, padded.dropped, config.bits, config.nodes, config.masked
+        )
 
     def _node_key(self, node_id: str) -> PublicParty:
         sender = self._parties.known(node_id)
@@ -290,27 +294,35 @@ class Client:
 
         Works for algorithms whose nodes repeat the parameters in their sealed reports
         (statistics, queries); a training round is finalised by the program that ran it.
+        Every report must name the algorithm the hub routed and the same parameters: one
+        node (or a hub holding results back) cannot make the totals decode another way.
         """
         deadline = time.monotonic() + wait_s
+        state = self.status(task_id)
         results = self.results(task_id)
-        runs = len(self.status(task_id).runs)
-        while not any(r.ok for r in results) and len(results.failed) < runs:
+        while not any(r.ok for r in results) and len(results.failed) < len(state.runs):
             left = deadline - time.monotonic()
             if left <= 0:
                 break
             results = self.results(task_id, wait_s=min(left, LONG_POLL_S))
-        totals = secure_totals(task_id, tuple(r.node for r in results), {}, {}, results)
-        if not totals.reports:
+        nodes = sorted(state.runs)
+        reports = secure_totals(task_id, tuple(nodes), {}, {}, results).reports
+        if not reports:
             raise TaskError(no_contribution(task_id, results))
-        report = next(iter(totals.reports.values()))
-        found = get_algorithm(report.algorithm)
-        if report.params is None or found.finalise is None:
+        found = get_algorithm(state.algorithm)
+        echoed = {json.dumps([r.algorithm, r.params], sort_keys=True) for r in reports.values()}
+        first = next(iter(reports.values()))
+        if len(echoed) > 1 or first.algorithm != found.name:
             raise TaskError(
-                f"task {task_id} ran {report.algorithm}, whose result only the program that submitted it "
+                f"the nodes' reports of task {task_id} disagree on what ran ({found.name} was routed); "
+                "its result cannot be finalised from them"
+            )
+        if first.params is None or found.finalise is None:
+            raise TaskError(
+                f"task {task_id} ran {found.name}, whose result only the program that submitted it "
                 "can finalise (its parameters are not repeated in the nodes' reports)"
             )
-        parsed = found.parse_params(report.params)
-        nodes = sorted(r.node for r in results)
+        parsed = found.parse_params(first.params)
         return self._finalised(task_id, found, parsed, nodes, max(0.0, deadline - time.monotonic()))
 
     def _finalised(
@@ -320,6 +332,7 @@ class Client:
         totals, survivors = {}, {}
         for secure_round in algorithm.secure_rounds(params, nodes):
             summed = self._await_sum(task_id, secure_round.label, nodes, deadline)
+            _check_round(summed, secure_round, nodes)
             totals[secure_round.label] = secure_round.encoding.decode(summed.total)
             survivors[secure_round.label] = summed.survivors
         results = self.results(task_id, wait_s=max(0.0, deadline - time.monotonic()))
@@ -442,3 +455,17 @@ class Client:
         if response.status_code >= 400:
             raise http_error(response)
         return response.text if raw else response.json()
+
+
+def _check_round(summed: SecureSum, declared: SecureRound, nodes: list[str]) -> None:
+    """The hub's round must be the one the task declared: masked, of its length, width and nodes."""
+    if (
+        not summed.masked
+        or summed.total.size != declared.length
+        or summed.bits != declared.encoding.bits
+        or sorted(summed.nodes) != sorted(nodes)
+    ):
+        raise WireError(
+            f"the hub answered secure sum {declared.label!r} with a round other than the task declared "
+            "(unmasked, or another length, width or set of nodes); refusing its total"
+        )

@@ -98,7 +98,8 @@ class SecureSum:
 
     ``total`` is in Z_2^bits (decode it with the fixed-point encoding the nodes used);
     ``survivors`` are the nodes whose inputs it sums, ``dropped`` those that left the
-    round after dealing their shares.
+    round after dealing their shares; ``nodes`` every node the round was configured for,
+    and ``masked`` whether it was a masked round at all (only diagnostics may not be).
     """
 
     task_id: str
@@ -107,6 +108,8 @@ class SecureSum:
     survivors: tuple[str, ...]
     dropped: tuple[str, ...]
     bits: int
+    nodes: tuple[str, ...] = ()
+    masked: bool = True
 
 
 def state_of(data: object) -> TaskState:

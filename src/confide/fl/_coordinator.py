@@ -289,9 +289,16 @@ def evaluate_federated(
     weights: bytes,
     nodes: Sequence[str],
     job_id: str,
-    parameters: int,
+    parameters: int | None = None,
 ) -> Evaluation | None:
-    """Accuracy and loss of ``weights`` over every node's held-out part, summed securely."""
+    """Accuracy and loss of ``weights`` over every node's held-out part, summed securely.
+
+    ``parameters`` is the model's parameter count (counted from the architecture by default).
+    """
+    if parameters is None:
+        from confide.learning import flatten
+
+        parameters = int(flatten(_initial_model(plan).state_dict()).size)
     params = EvaluateParams.model_validate(
         {
             "job_id": job_id,

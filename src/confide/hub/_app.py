@@ -73,7 +73,7 @@ def create_app(settings: HubSettings, store: Store | None = None) -> FastAPI:
         audit = AuditLog(the_store)
         audit.start()
         sessions = _serve(app, settings, the_store, audit)
-        grpc_server = await _grpc_server(settings, sessions)
+        grpc_server = _grpc_server(settings, sessions)
         if grpc_server is not None:
             app.state.grpc_port = await grpc_server.start()
         purger = asyncio.create_task(_purge_mailbox(the_store), name="confide-purge")
@@ -136,7 +136,7 @@ def _serve(app: FastAPI, settings: HubSettings, store: Store, audit: AuditLog) -
     return sessions
 
 
-async def _grpc_server(settings: HubSettings, sessions: NodeSessions) -> GrpcNodeServer | None:
+def _grpc_server(settings: HubSettings, sessions: NodeSessions) -> GrpcNodeServer | None:
     """The gRPC listener, when ``grpc_port`` is set (grpc is imported only then)."""
     if settings.grpc_port is None:
         return None

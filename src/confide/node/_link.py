@@ -28,7 +28,7 @@ import secrets
 from collections.abc import Coroutine
 from typing import Any, Protocol
 
-from confide._errors import AuthError, ConfideError, ProtocolError, TransportError
+from confide._errors import AuthError, ConfideError, ProtocolError, TransportError, WireError
 from confide._version import __version__
 from confide.kit import Kit
 from confide.transport import Connection, Connector
@@ -127,7 +127,11 @@ class HubLink:
                     frame = await asyncio.wait_for(conn.recv(), 3 * every_s)
                 except TimeoutError:
                     raise TransportError(f"no frame from the hub for {3 * every_s:.0f} s") from None
-                await self._on_frame(Envelope.decode(frame))
+                try:
+                    await self._on_frame(Envelope.decode(frame))
+                except (WireError, ProtocolError) as exc:
+                    # One malformed frame is refused, not allowed to end the node.
+                    log.warning("a frame from the hub was refused: %s", exc)
         finally:
             heartbeat.cancel()
 
