@@ -57,6 +57,7 @@ __all__ = ["RunExecutor"]
 
 log = logging.getLogger("confide.node")
 EARLY_KEPT = 1_000  # peer messages held per task until this node starts its part
+EARLY_TASKS_KEPT = 100  # tasks whose peer messages are held before this node starts them
 FINISHED_KEPT = 10_000  # recent results kept to answer a redelivered run without rerunning it
 
 
@@ -78,6 +79,7 @@ class RunExecutor:
         self._limit = asyncio.Semaphore(config.workers)
         self._tasks: dict[str, TaskPeers] = {}
         self._early: dict[str, list[Envelope]] = {}
+        self._done: OrderedDict[str, None] = OrderedDict()  # tasks whose part here is over
         self._running: set[asyncio.Task[object]] = set()
 
     @property
@@ -103,11 +105,18 @@ class RunExecutor:
         task = self._tasks.get(envelope.task_id)
         if task is not None:
             _deliver_peer(task.channel, envelope)
-        else:
-            # This node has not started its part of the task yet: keep it for then.
+        elif envelope.task_id not in self._done:
+            # This node has not started its part of the task yet: keep it for then, within
+            # bounds. Beyond them it is not acknowledged, so the hub keeps it in its mailbox
+            # and hands it over again after a reconnect rather than it being lost.
+            waiting = self._early.get(envelope.task_id)
+            if waiting is None and len(self._early) >= EARLY_TASKS_KEPT:
+                return
             waiting = self._early.setdefault(envelope.task_id, [])
-            if len(waiting) < EARLY_KEPT:
-                waiting.append(envelope)
+            if len(waiting) >= EARLY_KEPT:
+                return
+            waiting.append(envelope)
+        # else: this node's part of the task is over; the message can serve nothing
         self._link.acknowledge(envelope)
 
     def on_aggregation(self, envelope: Envelope) -> None:
@@ -292,6 +301,11 @@ class RunExecutor:
         self._finished[assignment.run_id] = envelope.encode()
         while len(self._finished) > FINISHED_KEPT:
             self._finished.popitem(last=False)
+        # Peer messages held for this task can no longer be used, and later ones are dropped.
+        self._early.pop(assignment.task_id, None)
+        self._done[assignment.task_id] = None
+        while len(self._done) > FINISHED_KEPT:
+            self._done.popitem(last=False)
         self._active.discard(assignment.run_id)
         await self._link.send_reliably(envelope)
 
