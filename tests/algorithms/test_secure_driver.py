@@ -79,7 +79,7 @@ async def test_a_node_below_min_count_withdraws_from_every_round_and_spends_noth
     peers = Peers()
     rounds = [_round("q0", noise=True), _round("q1")]
 
-    with pytest.raises(PolicyError, match="fewer than its min_count 5"):
+    with pytest.raises(PolicyError, match="fewer rows for this task than its min_count 5"):
         await contribute(peers, rounds, lambda: _gathered(_figures({"q0": 10, "q1": 3})), timeout_s=5)  # type: ignore[arg-type]
 
     assert peers.withdrawn == ["q0", "q1"] and peers.charged == [] and peers.summed == {}

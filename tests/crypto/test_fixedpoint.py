@@ -94,11 +94,14 @@ def test_min_bits_picks_32_only_when_the_bound_allows() -> None:
         min_bits(scale=2**40, bound=1e6, parties=100)
 
 
-def test_values_outside_the_bound_are_refused_with_a_count() -> None:
+def test_values_outside_the_bound_are_refused_without_saying_how_many_or_how_large() -> None:
     codec = FixedPoint(scale=2**8, bound=10.0, parties=1)
 
-    with pytest.raises(CryptoError, match=r"3 of 5 values .* \(largest magnitude 30.0, 1 NaN\)"):
+    with pytest.raises(CryptoError, match="outside the declared bound") as refused:
         codec.encode([1.0, 20.0, -30.0, 10.0, np.nan])
+
+    # the values are a node's data: neither they, nor how many there are, reach the message
+    assert not any(text in str(refused.value) for text in ("30", "20", "3 of", "NaN"))
 
 
 @pytest.mark.parametrize(

@@ -169,8 +169,9 @@ def decode_vector(text: str) -> Vector:
 def require_rows(peers: PeerContext, rows: int, what: str, *, empty_ok: bool = False) -> None:
     """Refuse figures that cover fewer than the policy's ``min_count`` rows (:class:`PolicyError`)."""
     if rows < peers.min_count and not (empty_ok and rows == 0):
+        # How many rows it has is the node's data: the refusal says only that it is too few.
         raise PolicyError(
-            f"node {peers.node_id!r} has {rows} rows for {what}, fewer than its min_count "
+            f"node {peers.node_id!r} has fewer rows for {what} than its min_count "
             f"{peers.min_count}; it does not contribute"
         )
 
