@@ -297,9 +297,9 @@ def test_sealing_sets_the_flag_and_frames_ciphertext_and_signature() -> None:
 
     (clen,) = struct.unpack_from(">I", sealed.body)
     assert sealed.sealed
-    assert sealed.flags == Flags.FINAL | Flags.SEALED
+    assert sealed.flags == Flags.FINAL | Flags.SEALED | Flags.PADDED
     assert len(sealed.body) == 4 + clen + SIGNATURE_SIZE
-    assert clen == 32 + 10 + 16
+    assert clen == 32 + 256 + 16  # 10 bytes padded to the smallest bucket
     assert dataclasses.replace(sealed, body=b"", flags=plain.flags) == dataclasses.replace(plain, body=b"")
 
 

@@ -44,6 +44,7 @@ def test_exported_names_are_pinned() -> None:
         "encode_aggregate",
         "encode_control",
         "open_envelope",
+        "padded_size",
         "seal_envelope",
         "validate_as",
     }

@@ -9,8 +9,10 @@ in the run executor.
 Large payloads go as a *stream* (``send_stream`` / ``recv_stream``): one sealed opening
 message carries a fresh content key and the size, then 1 MiB chunks follow as AES-GCM
 frames with their index and final flag bound in (:class:`~confide.crypto.StreamSealer`).
-At most ``window`` chunks are unacknowledged at a time, so neither this node nor the hub
-holds more than that in flight; chunks resent after a reconnect are recognised and dropped.
+The chunks carry the payload padded to its size bucket (the true size is in the sealed
+opening message), so the hub learns only the bucket. At most ``window`` chunks are
+unacknowledged at a time, so neither this node nor the hub holds more than that in
+flight; chunks resent after a reconnect are recognised and dropped.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from confide.crypto import (
     StreamOpener,
     StreamSealer,
 )
-from confide.wire import Envelope, Flags, MessageKind, open_envelope, seal_envelope
+from confide.wire import Envelope, Flags, MessageKind, open_envelope, padded_size, seal_envelope
 
 __all__ = ["MAX_EARLY_CHUNKS", "PeerChannel", "ReliableSender"]
 
@@ -111,7 +113,9 @@ class PeerChannel:
     async def send_stream(self, peer: str, data: bytes, *, window: int = 8) -> None:
         """Send a large payload to ``peer`` as a stream of sealed 1 MiB chunks."""
         stream = StreamKey.generate()
+        # The true size travels sealed; the chunks carry the data padded to its size bucket.
         await self._send_sealed(peer, _STREAM + stream.to_bytes() + _SIZE.pack(len(data)))
+        data = data + bytes(padded_size(len(data)) - len(data))
         sealer = StreamSealer(stream)
         offsets = range(0, max(len(data), 1), CHUNK_SIZE)
         in_flight: deque[asyncio.Event] = deque()
@@ -143,9 +147,9 @@ class PeerChannel:
         except TimeoutError:
             raise AlgorithmError(f"the stream from {peer!r} stalled for {timeout_s:.0f} s") from None
         data = b"".join(parts)
-        if len(data) != incoming.size:
+        if len(data) != padded_size(incoming.size):
             raise AlgorithmError(f"the stream from {peer!r} announced {incoming.size} bytes, got {len(data)}")
-        return data
+        return data[: incoming.size]
 
     def deliver(self, envelope: Envelope) -> None:
         """Open a peer message or stream chunk of this task and queue it; replays are dropped."""

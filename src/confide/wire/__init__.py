@@ -26,6 +26,7 @@ from confide.wire._messages import (
     decode_control,
     encode_control,
 )
+from confide.wire._padding import padded_size
 from confide.wire._payloads import TaskOutcome, TaskRequest
 from confide.wire._rest import CollaborationOut, NodeOut, ResultOut, RunOut, TaskOut, TaskSummary, WhoAmI
 from confide.wire._status import RunStatus, TaskStatus
@@ -67,6 +68,7 @@ __all__ = [
     "encode_aggregate",
     "encode_control",
     "open_envelope",
+    "padded_size",
     "seal_envelope",
     "validate_as",
 ]

@@ -11,7 +11,8 @@ Layout (big-endian)::
 
 Everything before the body length is the *header*; for a sealed envelope the header is
 bound into the HPKE key schedule and signed (see ``confide.crypto._seal``), and the body
-is ``u32 ciphertext length | ciphertext | 64-byte Ed25519 signature``. No pickle, no
+is ``u32 ciphertext length | ciphertext | 64-byte Ed25519 signature``; the plaintext is
+padded to a size bucket first (``Flags.PADDED``, :mod:`confide.wire._padding`). No pickle, no
 eval: a frame is parsed field by field and rejected with a :class:`WireError` naming the
 field when it does not fit.
 """
@@ -34,6 +35,7 @@ from confide.crypto import (
     open_sealed,
     seal,
 )
+from confide.wire._padding import pad, unpad
 
 __all__ = ["Envelope", "Flags", "MessageKind", "open_envelope", "seal_envelope"]
 
@@ -70,6 +72,8 @@ class Flags(enum.IntFlag):
     NONE = 0
     FINAL = 1
     SEALED = 2
+    PADDED = 4
+    """The sealed plaintext is padded to a size bucket (:mod:`confide.wire._padding`)."""
 
 
 @dataclass(frozen=True)
@@ -194,9 +198,9 @@ def seal_envelope(
     """Return ``envelope`` with ``plaintext`` sealed to ``recipient`` as its body."""
     if envelope.sender != sender.party_id or envelope.recipient != recipient.party_id:
         raise WireError("envelope sender/recipient do not match the sealing parties")
-    header_env = replace(envelope, flags=envelope.flags | Flags.SEALED, body=b"")
+    header_env = replace(envelope, flags=envelope.flags | Flags.SEALED | Flags.PADDED, body=b"")
     header = header_env.header_bytes()
-    sealed = seal(plaintext, header=header, sender=sender, recipient=recipient)
+    sealed = seal(pad(plaintext), header=header, sender=sender, recipient=recipient)
     body = _U32.pack(len(sealed.ciphertext)) + sealed.ciphertext + sealed.signature
     return replace(header_env, body=body)
 
@@ -224,7 +228,7 @@ def open_envelope(
         raise WireError("sealed body length does not match its ciphertext length")
     sealed = SealedBody(ciphertext=body[4 : 4 + clen], signature=body[4 + clen :])
     kwargs = {} if max_age_ms is None else {"max_age_ms": max_age_ms}
-    return open_sealed(
+    plaintext = open_sealed(
         sealed,
         header=replace(envelope, body=b"").header_bytes(),
         recipient_id=envelope.recipient,
@@ -235,6 +239,8 @@ def open_envelope(
         guard=guard,
         **kwargs,
     )
+    # The flag is part of the sealed header: nobody on the path can add or remove it.
+    return unpad(plaintext) if envelope.flags & Flags.PADDED else plaintext
 
 
 def _read_str(view: memoryview, pos: int, size: struct.Struct, field: str) -> tuple[str, int]:
