@@ -30,7 +30,6 @@ from confide.algorithms._secure_stats import (
     HistogramParams,
     MomentsOutput,
     MomentsParams,
-    OutOfRange,
     SecureStatistic,
     ZScoreOutput,
     ZScoreParams,
@@ -228,16 +227,18 @@ def test_moments_of_any_split_equal_the_pooled_moments(data: list[float], cuts: 
         assert got.std_sample == pytest.approx(x.std(ddof=1), rel=0, abs=math.sqrt(var_error))
 
 
-def test_values_outside_the_bounds_are_an_error_naming_column_count_and_bound() -> None:
-    params = moments_params(bounds={**BOUNDS, "brain_ml": (700.0, 1200.0)})
+def test_values_outside_the_bounds_are_clipped_to_them_and_nothing_about_them_is_reported() -> None:
+    params = moments_params(bounds={**BOUNDS, "brain_ml": (700.0, 1200.0)}, group_by=[])
+    brain = column("brain_ml")
+    assert (brain > 1200).any()  # the attack: a bound that single patients exceed
 
-    with pytest.raises(AlgorithmError) as caught:
-        MOMENTS.contribute(Tables(patients=NODES[0]), params)
+    out: MomentsOutput = aggregate(MOMENTS, params, NODES)
 
-    expected = int(np.count_nonzero(column("brain_ml", NODES[0]) > 1200))
-    assert f"column 'brain_ml' has {expected} value(s) outside its declared bounds [700, 1200]" in str(
-        caught.value
-    )
+    got = out.groups[0].columns["brain_ml"]
+    clipped = np.clip(brain, 700.0, 1200.0)
+    assert got.count == brain.size
+    assert got.mean == pytest.approx(clipped.mean(), abs=1e-3)
+    assert got.std_sample == pytest.approx(clipped.std(ddof=1), abs=1e-3)
 
 
 def test_a_node_with_more_than_max_rows_refuses() -> None:
@@ -403,21 +404,19 @@ def test_histogram_suppresses_small_bins_and_small_groups() -> None:
     assert all(b.count is None for b in nobody.bins) and all(q.value is None for q in nobody.quantiles)
 
 
-def test_histogram_out_of_range_values_are_an_error_or_clipped() -> None:
+def test_histogram_values_outside_the_edges_are_counted_in_the_outer_bins() -> None:
     narrow = histogram_params(bins=[900, 1000, 1300], group_by=[])
-    clipped = narrow.model_copy(update={"out_of_range": OutOfRange.CLIP})
     brain = column("brain_ml")
 
-    with pytest.raises(
-        AlgorithmError, match=r"column 'brain_ml' has \d+ value\(s\) outside .* \[900, 1300\]"
-    ):
-        HISTOGRAM.contribute(Tables(patients=NODES[0]), narrow)
-    out: HistogramOutput = aggregate(HISTOGRAM, clipped, NODES)
+    out: HistogramOutput = aggregate(HISTOGRAM, narrow, NODES)
 
     assert [b.count for b in out.groups[0].bins] == [
         int(np.count_nonzero(brain < 1000)),
         int(np.count_nonzero(brain >= 1000)),
     ]
+    # refusing instead would tell the researcher whether some patient's value lies outside
+    with pytest.raises(ValidationError, match="out_of_range 'error' is no longer offered"):
+        histogram_params(out_of_range="error")
 
 
 def test_histogram_skips_nulls() -> None:

@@ -11,9 +11,10 @@ Row data never leaves a node. Each statistic is three pure functions and pydanti
 
 Every node contributes the same dense vector over the whole declared domain (every group
 of the cartesian product of the :class:`GroupSpec` domains, every bin, in C order), so the
-sum reveals nothing about which keys a node holds. Values outside a declared domain or
-bound are an error, never silently moved: a researcher must not get a statistic of data
-other than the data described.
+sum reveals nothing about which keys a node holds. A value outside a declared domain is
+an error (the domain is the group structure); a value outside its declared bounds is
+clipped to them, and nothing about it is reported: an error naming it, or how many there
+are, would tell the researcher about single patients.
 
 Sums of values are taken after shifting each column by the midpoint of its declared
 bounds: ``|x - mid| <= halfwidth`` bounds every element (and so the fixed-point range) by

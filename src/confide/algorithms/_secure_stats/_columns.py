@@ -1,7 +1,9 @@
 """Reading a node's table and its bounded numeric columns.
 
-Values are checked against their declared bounds (never clipped) and shifted by the
-bounds' midpoint before they are summed (see the package docstring for why); the moments
+Values are clipped to their declared bounds (a value outside them counts at the nearer
+bound, and nothing about it is reported: an error naming it, or how many there are, would
+tell the researcher about single patients) and shifted by the bounds' midpoint before they
+are summed (see the package docstring for why); the moments
 are recovered from the summed count, shifted sum and shifted sum of squares.
 """
 
@@ -17,7 +19,7 @@ import pyarrow.compute as pc
 
 from confide._errors import AlgorithmError
 from confide.algorithms._context import DataContext
-from confide.algorithms._secure_stats._interface import Bounds, Cells, Vector, _count, _edge
+from confide.algorithms._secure_stats._interface import Bounds, Cells, Vector, _count
 
 # -- reading a node's data ------------------------------------------------------------------------
 
@@ -53,14 +55,9 @@ def _numeric(table: pa.Table, table_name: str, name: str) -> Vector:
     return np.asarray(values.to_numpy(zero_copy_only=False), dtype=np.float64)
 
 
-def _check_within(values: Vector, name: str, bounds: Bounds) -> None:
-    lo, hi = bounds
-    outside = int(np.count_nonzero((values < lo) | (values > hi)))
-    if outside:
-        raise AlgorithmError(
-            f"column {name!r} has {outside} value(s) outside its declared bounds [{_edge(lo)}, {_edge(hi)}]; "
-            "nothing is clipped: widen the bounds or clean the data"
-        )
+def _clipped(values: Vector, bounds: Bounds) -> Vector:
+    """``values`` clipped into ``bounds`` (missing values stay missing)."""
+    return np.clip(values, bounds[0], bounds[1])
 
 
 def _check_bounds(columns: Sequence[str], bounds: Mapping[str, Bounds]) -> None:

@@ -13,7 +13,7 @@ from confide.algorithms._context import DataContext
 from confide.algorithms._result import ResultTable
 from confide.algorithms._secure_stats._columns import (
     _check_bounds,
-    _check_within,
+    _clipped,
     _halfwidth,
     _midpoint,
     _numeric,
@@ -99,7 +99,7 @@ class _CorrelationStatistic:
         x = np.column_stack([_numeric(table, params.table, c) for c in params.columns])
         x = x[~np.isnan(x).any(axis=1)]
         for j, name in enumerate(params.columns):
-            _check_within(x[:, j], name, params.bounds[name])
+            x[:, j] = _clipped(x[:, j], params.bounds[name])
         y = x - np.array([_midpoint(params.bounds[c]) for c in params.columns])
         products = (y.T @ y)[np.triu_indices(y.shape[1])]
         values = np.concatenate([[float(y.shape[0])], y.sum(axis=0), products])

@@ -17,7 +17,7 @@ from pydantic import BaseModel, Field, model_validator
 
 from confide.algorithms._context import DataContext
 from confide.algorithms._result import ResultTable
-from confide.algorithms._secure_stats._columns import _check_within, _numeric, _table
+from confide.algorithms._secure_stats._columns import _clipped, _numeric, _table
 from confide.algorithms._secure_stats._groups import (
     GroupSpec,
     _bin_index,
@@ -48,9 +48,9 @@ class OutOfRange(StrEnum):
     """What a histogram does with a value outside its outer edges."""
 
     ERROR = "error"
-    """Refuse to run, naming the column and how many values fall outside."""
+    """No longer run: refusing would tell the researcher whether a patient's value lies outside."""
     CLIP = "clip"
-    """Count the value in the first or last bin."""
+    """Count the value in the first or last bin (the only mode a node runs)."""
 
 
 class HistogramParams(BaseModel):
@@ -65,11 +65,16 @@ class HistogramParams(BaseModel):
         default_factory=lambda: [0.25, 0.5, 0.75], max_length=99
     )
     group_by: list[GroupSpec] = Field(default_factory=list, max_length=8)
-    out_of_range: OutOfRange = OutOfRange.ERROR
+    out_of_range: OutOfRange = OutOfRange.CLIP
     max_rows: MaxRows = 10_000_000
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
+        if self.out_of_range is OutOfRange.ERROR:
+            raise ValueError(
+                "out_of_range 'error' is no longer offered: refusing a histogram would tell whether some "
+                "patient's value lies outside the edges; values outside are counted in the outer bins (clip)"
+            )
         _check_edges(self.bins, "bins")
         _check_group_by(self.group_by)
         return self
@@ -143,10 +148,7 @@ class _HistogramStatistic:
         present = ~np.isnan(x)
         x, cells = x[present], cells[present]
         lo, hi = params.bins[0], params.bins[-1]
-        if params.out_of_range is OutOfRange.CLIP:
-            x = np.clip(x, lo, hi)
-        else:
-            _check_within(x, params.column, (lo, hi))
+        x = _clipped(x, (lo, hi))  # out_of_range is clip: see HistogramParams
         n_bins = len(params.bins) - 1
         flat = cells * n_bins + _bin_index(x, params.bins)
         counts = np.bincount(flat, minlength=_group_count(params.group_by) * n_bins)

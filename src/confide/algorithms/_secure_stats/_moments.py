@@ -12,7 +12,7 @@ from confide.algorithms._context import DataContext
 from confide.algorithms._result import ResultTable
 from confide.algorithms._secure_stats._columns import (
     _check_bounds,
-    _check_within,
+    _clipped,
     _halfwidth,
     _midpoint,
     _moments,
@@ -144,8 +144,8 @@ class _MomentsStatistic:
         for name in params.columns:
             x = _numeric(table, params.table, name)
             present = ~np.isnan(x)
-            _check_within(x[present], name, params.bounds[name])
-            parts.append(_power_sums(cells[present], x[present], groups, params.bounds[name]))
+            inside = _clipped(x[present], params.bounds[name])
+            parts.append(_power_sums(cells[present], inside, groups, params.bounds[name]))
         return Contribution(values=np.concatenate(parts, axis=1).ravel(), rows=table.num_rows)
 
     def finalise(self, params: MomentsParams, total: Vector, *, min_count: int) -> MomentsOutput:

@@ -14,7 +14,7 @@ from confide.algorithms._context import DataContext
 from confide.algorithms._result import ResultTable
 from confide.algorithms._secure_stats._columns import (
     _check_bounds,
-    _check_within,
+    _clipped,
     _halfwidth,
     _midpoint,
     _moments,
@@ -120,7 +120,7 @@ class _ZScoreStatistic:
         in_group = _cells(table, params.table, params.group_by) == params.cell()
         x = _numeric(table, params.table, params.column)
         x = x[in_group & ~np.isnan(x)]
-        _check_within(x, params.column, params.bounds)
+        x = _clipped(x, params.bounds)
         values = _power_sums(np.zeros(x.size, dtype=np.int64), x, 1, params.bounds)[0]
         return Contribution(values=values, rows=int(x.size))
 
