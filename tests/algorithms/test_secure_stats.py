@@ -315,15 +315,17 @@ def test_values_on_edges_fall_in_the_upper_bin_except_the_last_edge() -> None:
     assert [g.rows for g in out.groups] == [2, 1, 0, 2]
 
 
-def test_a_group_value_outside_the_domain_is_an_error_naming_column_and_value() -> None:
+def test_a_group_value_outside_the_domain_is_an_error_naming_the_column_but_no_value_or_count() -> None:
     params = moments_params(group_by=[GroupSpec(column="smoker", categories=["never", "current"])])
 
-    with pytest.raises(AlgorithmError, match="group column 'smoker' has the value 'former' outside"):
+    with pytest.raises(AlgorithmError, match=r"group column 'smoker' has values .* outside") as refused:
         MOMENTS.contribute(Tables(patients=NODES[0]), params)
+    assert "former" not in str(refused.value) and "row(s)" not in str(refused.value)
 
     young = moments_params(group_by=[GroupSpec(column="age", bins=[30, 90])])
     with pytest.raises(
-        AlgorithmError, match=r"group column 'age' has the value 2\d outside its declared bins \[30, 90\]"
+        AlgorithmError,
+        match=r"group column 'age' has values \(or nulls\) outside its declared bins \[30, 90\]",
     ):
         MOMENTS.contribute(Tables(patients=NODES[0]), young)
 
@@ -335,7 +337,7 @@ def test_a_null_group_value_is_an_error_unless_other_collects_it() -> None:
         update={"group_by": [GroupSpec(column="sex", categories=["F", "M"], other=True)]}
     )
 
-    with pytest.raises(AlgorithmError, match="group column 'sex' has a null outside"):
+    with pytest.raises(AlgorithmError, match=r"group column 'sex' has values \(or nulls\) outside"):
         MOMENTS.contribute(Tables(patients=table), strict)
     out: MomentsOutput = aggregate(MOMENTS, lenient, [table])
 
@@ -491,11 +493,11 @@ def test_crosstab_other_bucket_and_a_degenerate_table() -> None:
     assert only_women.chi_square is None and "two non-empty rows" in only_women.note
 
 
-def test_crosstab_of_an_undeclared_category_names_column_and_value() -> None:
+def test_crosstab_of_an_undeclared_category_names_the_column() -> None:
     params = CrosstabParams(table="patients", rows=GroupSpec(column="sex", categories=["F"]), columns=SMOKER)
 
     with pytest.raises(
-        AlgorithmError, match="group column 'sex' has the value 'M' outside its declared categories F"
+        AlgorithmError, match=r"group column 'sex' has values \(or nulls\) outside its declared categories F"
     ):
         CROSSTAB.contribute(Tables(patients=NODES[0]), params)
 
@@ -640,8 +642,8 @@ def test_zscore_contributes_only_the_patients_group() -> None:
     [
         ({"age": 67}, "exactly the group_by columns"),
         ({"age": 67, "sex": "M", "ward": "A"}, "exactly the group_by columns"),
-        ({"age": 12, "sex": "M"}, "group column 'age' has the value 12.0 outside its declared bins"),
-        ({"age": 67, "sex": "U"}, "group column 'sex' has the value 'U' outside"),
+        ({"age": 12, "sex": "M"}, r"group column 'age' has values \(or nulls\) outside its declared bins"),
+        ({"age": 67, "sex": "U"}, r"group column 'sex' has values \(or nulls\) outside"),
     ],
 )
 def test_the_patients_group_must_lie_in_the_declared_domain(group: dict[str, Any], message: str) -> None:

@@ -315,18 +315,23 @@ def _one_party_files(tmp_path: Path, **changes: list[object]) -> Files:
 @pytest.mark.parametrize(
     ("changes", "message"),
     [
-        ({"gender": ["F", "X"]}, r"GROUP BY gender: the value 'X' is outside its declared categories F, M"),
-        ({"age": [25, 70]}, r"GROUP BY age: the value '70' is outside its declared bins \[18, 67\)"),
-        ({"gender": ["F", None]}, r"GROUP BY gender: a missing value \(NULL\) is outside"),
+        (
+            {"gender": ["F", "X"]},
+            r"GROUP BY gender: a value \(or NULL\) is outside its declared categories F, M",
+        ),
+        ({"age": [25, 70]}, r"GROUP BY age: a value \(or NULL\) is outside its declared bins \[18, 67\)"),
+        ({"gender": ["F", None]}, r"GROUP BY gender: a value \(or NULL\) is outside"),
     ],
 )
-def test_a_key_outside_its_domain_is_refused_naming_column_and_value(
+def test_a_key_outside_its_domain_is_refused_naming_the_column_but_not_the_value(
     tmp_path: Path, changes: dict[str, list[object]], message: str
 ) -> None:
     files = _one_party_files(tmp_path, **changes)
 
-    with pytest.raises(QueryError, match=message):
+    with pytest.raises(QueryError, match=message) as refused:
         _federated("SELECT gender, age, COUNT(*) AS n FROM employees GROUP BY gender, age", files)
+
+    assert "'X'" not in str(refused.value) and "70" not in str(refused.value)
 
 
 def test_a_key_outside_its_domain_is_fine_when_filtered_out(tmp_path: Path) -> None:
@@ -391,8 +396,12 @@ def test_a_local_sum_beyond_the_layouts_bounds_is_refused(federation: Federation
     [aggregate] = secure_aggregates(_plan("SELECT COUNT(*) AS n FROM employees"))
     layout = DenseLayout.for_aggregate(aggregate, SCHEMA, max_rows=100)
 
-    with pytest.raises(QueryError, match=r"count\(\*\) of group \{\} is 300.0, outside the bound 100"):
+    with pytest.raises(
+        QueryError, match=r"count\(\*\) exceeds the bound the secure sum can encode"
+    ) as refused:
         run_local_duckdb(aggregate, "acme", layout, federation.files["acme"])
+
+    assert "300" not in str(refused.value)  # the node's own count stays there
 
 
 def test_a_party_outside_the_secure_sum_is_refused() -> None:
@@ -474,7 +483,7 @@ def test_the_postgres_dialect_runs_on_postgresql_and_agrees_with_duckdb(
         from_postgres, run_local_duckdb(aggregate, "acme", layout, {"employees": acme}), rtol=1e-12
     )
     connection.execute("""INSERT INTO "Employees" VALUES ('X', 'sales', 30, 1, 1, NULL)""")
-    with pytest.raises(QueryError, match="GROUP BY gender: the value 'X'"):
+    with pytest.raises(QueryError, match=r"GROUP BY gender: a value \(or NULL\) is outside"):
         dense_vector(connection.execute(sql).fetchall(), layout)
 
 

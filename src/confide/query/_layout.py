@@ -209,7 +209,7 @@ def dense_vector(rows: Iterable[Sequence[object]], layout: DenseLayout) -> Vecto
         for index, key in enumerate(keys):
             bucket = row[index]
             if bucket == OUTSIDE:
-                raise QueryError(_outside(key, row[len(keys) + width + index]))
+                raise QueryError(_outside(key))
             if not isinstance(bucket, int) or not 0 <= bucket < key.size:
                 raise QueryError(f"GROUP BY {key.name}: bucket {bucket!r} is not in 0..{key.size - 1}")
             group = group * key.size + bucket
@@ -221,12 +221,12 @@ def dense_vector(rows: Iterable[Sequence[object]], layout: DenseLayout) -> Vecto
     return vector
 
 
-def _outside(key: GroupKey, value: object) -> str:
-    what = "a missing value (NULL)" if value is None else f"the value {value!r}"
+def _outside(key: GroupKey) -> str:
+    # The value is not named: with a WHERE on one patient it would be that patient's data.
     return (
-        f"GROUP BY {key.name}: {what} is outside its declared {key.describe()}; add it to the domain "
-        f"in the federation schema, or declare other: true for {key.name!r} to count such rows in an "
-        f"{OTHER!r} bucket"
+        f"GROUP BY {key.name}: a value (or NULL) is outside its declared {key.describe()}; add it to the "
+        f"domain in the federation schema, or declare other: true for {key.name!r} to count such rows in "
+        f"an {OTHER!r} bucket"
     )
 
 
@@ -241,10 +241,10 @@ def _float(value: object) -> float:
 def _check_bounds(vector: Vector, layout: DenseLayout) -> None:
     outside = np.flatnonzero(~(np.abs(vector) <= layout.bounds))  # NaN fails <= too
     if outside.size:
-        group, spec = divmod(int(outside[0]), len(layout.specs))
-        found, value = layout.specs[spec], vector[outside[0]]
+        # Neither the group nor the value: with a WHERE on one patient they would be its data.
+        found = layout.specs[int(outside[0]) % len(layout.specs)]
         raise QueryError(
-            f"{found.func.value}({found.column or '*'}) of group {layout.labels()[group]} is {value}, "
-            f"outside the bound {layout.spec_bounds[spec]} the secure sum can encode: the data exceed the "
-            f"column's declared bounds or max_rows ({layout.max_rows}), or hold NaN"
+            f"{found.func.value}({found.column or '*'}) exceeds the bound the secure sum can encode at "
+            f"this node: the data exceed the column's declared bounds or max_rows ({layout.max_rows}), "
+            "or hold NaN"
         )

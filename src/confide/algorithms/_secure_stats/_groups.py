@@ -13,7 +13,6 @@ from collections.abc import Sequence
 from typing import Self
 
 import numpy as np
-import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import BaseModel, Field, model_validator
@@ -120,18 +119,16 @@ def _buckets(table: pa.Table, table_name: str, spec: GroupSpec) -> Cells:
     if outside.size and spec.other:
         index[outside] = spec.size - 1
     elif outside.size:
-        raise AlgorithmError(_outside_message(table.column(spec.column), spec, outside))
+        raise AlgorithmError(_outside_message(spec))
     return index
 
 
-def _outside_message(column: pa.ChunkedArray, spec: GroupSpec, outside: npt.NDArray[np.intp]) -> str:
-    # Naming the first offending value is what lets a data manager fix the domain; it is
-    # one group key (a category or number), shown to the task's own researcher only.
-    first = column[int(outside[0])].as_py()
-    what = "a null" if first is None else f"the value {first!r}"
+def _outside_message(spec: GroupSpec) -> str:
+    # Neither the value nor how many rows hold one: either would tell the researcher about
+    # single patients (a rare code, a count). The data manager finds them with their own tools.
     return (
-        f"group column {spec.column!r} has {what} outside its declared {spec.domain} "
-        f"({outside.size} row(s) in all); extend the domain or set other=true to count them as 'other'"
+        f"group column {spec.column!r} has values (or nulls) outside its declared {spec.domain}; "
+        "extend the domain or set other=true to count them as 'other'"
     )
 
 
