@@ -10,7 +10,7 @@ import confide.learning
 PINNED = {
     "FASHION_MNIST_MEAN_STD", "MNIST_MEAN_STD", "MODEL_ENTRY_POINT_GROUP",
     "Accounting", "Activation", "CNNConfig", "Dataset", "EvaluationSums",
-    "LocalTraining", "LocalUpdate", "LogisticConfig", "MLPConfig", "ModelSpec", "NoisySteps",
+    "LocalTraining", "LocalUpdate", "LogisticConfig", "MLPConfig", "Model", "ModelSpec", "NoisySteps",
     "TrainingSplit", "available_models", "build_model", "epsilon_spent", "evaluate",
     "FixedTransform", "ScatterConfig", "Scattering2D",
     "flatten",

@@ -33,11 +33,9 @@ from confide.algorithms.federated_learning import (
 )
 
 if TYPE_CHECKING:
-    from torch import nn
-
     from confide.algorithms import Finalised
     from confide.client import Client
-    from confide.learning import Dataset
+    from confide.learning import Dataset, Model
 
 __all__ = ["Evaluation", "RoundResult", "TrainingPlan", "TrainingResult", "evaluate_federated", "train"]
 
@@ -130,7 +128,7 @@ class TrainingResult:
     federated: Evaluation | None = None
     researcher: Evaluation | None = None
 
-    def model(self) -> nn.Module:
+    def model(self) -> Model:
         """The trained model, built from the registry with the final weights."""
         from confide.learning import build_model, from_safetensors
 
@@ -200,7 +198,7 @@ def train(
     return result
 
 
-def _evaluate_here(model: nn.Module, test_set: Dataset) -> Evaluation:
+def _evaluate_here(model: Model, test_set: Dataset) -> Evaluation:
     """The final model on samples the researcher holds."""
     from confide.learning import evaluate
 
@@ -208,7 +206,7 @@ def _evaluate_here(model: nn.Module, test_set: Dataset) -> Evaluation:
     return Evaluation(sums.accuracy, sums.mean_loss, sums.total)
 
 
-def _record(result: TrainingResult, finished: RoundResult, summed: RoundTotals, model: nn.Module) -> None:
+def _record(result: TrainingResult, finished: RoundResult, summed: RoundTotals, model: Model) -> None:
     from confide.learning import to_safetensors
 
     result.rounds.append(finished)
@@ -234,7 +232,7 @@ def _resumed(plan: TrainingPlan, state: _State, weights: bytes) -> TrainingResul
     return result
 
 
-def _start(plan: TrainingPlan, checkpoint: Path | None) -> tuple[nn.Module, _State]:
+def _start(plan: TrainingPlan, checkpoint: Path | None) -> tuple[Model, _State]:
     """The initial model and job state, or the checkpoint's when it holds this plan."""
     from confide.learning import from_safetensors
 
@@ -248,9 +246,7 @@ def _start(plan: TrainingPlan, checkpoint: Path | None) -> tuple[nn.Module, _Sta
     return model, state
 
 
-def _step(
-    model: nn.Module, plan: TrainingPlan, summed: RoundTotals, index: int, seconds: float
-) -> RoundResult:
+def _step(model: Model, plan: TrainingPlan, summed: RoundTotals, index: int, seconds: float) -> RoundResult:
     """Move the global model by the weighted mean update (FedAvg), and say how the round went."""
     from confide.learning import flatten, unflatten
 
@@ -276,7 +272,7 @@ def _step(
     )
 
 
-def _initial_model(plan: TrainingPlan) -> nn.Module:
+def _initial_model(plan: TrainingPlan) -> Model:
     from confide.learning import build_model
 
     return build_model(plan.model, plan.model_config_, seed=plan.seed)

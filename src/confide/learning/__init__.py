@@ -51,6 +51,7 @@ if TYPE_CHECKING:
         CNNConfig,
         LogisticConfig,
         MLPConfig,
+        Model,
         ModelSpec,
         ScatterConfig,
         available_models,
@@ -81,6 +82,7 @@ _HOME = {
     "_frontend": ("FixedTransform",),
     "_models": (
         "MODEL_ENTRY_POINT_GROUP",
+        "Model",
         "Activation",
         "CNNConfig",
         "LogisticConfig",
@@ -111,6 +113,7 @@ __all__ = [
     "LocalUpdate",
     "LogisticConfig",
     "MLPConfig",
+    "Model",
     "ModelSpec",
     "NoisySteps",
     "ScatterConfig",

@@ -49,12 +49,16 @@ __all__ = [
     "CNNConfig",
     "LogisticConfig",
     "MLPConfig",
+    "Model",
     "ModelSpec",
     "ScatterConfig",
     "available_models",
     "build_model",
     "get_model_spec",
 ]
+
+Model = nn.Module
+"""What every allow-listed architecture builds: a ``torch.nn.Module``."""
 
 MODEL_ENTRY_POINT_GROUP = "confide.models"
 
