@@ -135,7 +135,7 @@ class InProcessConsortium:
         pool = (
             workers
             or self.pools.get(node_id)
-            or WorkerPool(config.data, 1, config.training_data, node_id=node_id)
+            or WorkerPool(config.data, 1, config.training_data, node_id=node_id, policy=config.policy)
         )
         if workers is None:
             self.pools[node_id] = pool

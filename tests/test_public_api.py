@@ -14,6 +14,7 @@ PINNED = {
         "ENTRY_POINT_GROUP",
         "MAIN_STEP",
         "Algorithm",
+        "CellRows",
         "DataContext",
         "Finalised",
         "LocalFigures",
@@ -32,6 +33,8 @@ PINNED = {
         "encode_vector",
         "get_algorithm",
         "require_rows",
+        "split_withheld",
+        "withhold_small_cells",
     },
     "confide.protocols": {
         "DistributedNoise",

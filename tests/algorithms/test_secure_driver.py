@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -10,7 +10,7 @@ import numpy.typing as npt
 import pytest
 
 from confide._errors import AlgorithmError, PolicyError, ProtocolError
-from confide.algorithms import LocalFigures, SecureRound, TrainingCost, TrainingSpend, contribute
+from confide.algorithms import CellRows, LocalFigures, SecureRound, TrainingCost, TrainingSpend, contribute
 from confide.crypto import FixedPoint
 from confide.protocols import DistributedNoise
 from confide.protocols.secagg import Contribution
@@ -28,6 +28,8 @@ class Peers:
         self.summed: dict[str, npt.NDArray[Any]] = {}
         self.withdrawn: list[str] = []
         self.charged: list[tuple[str, float, float]] = []
+        self.differenced: list[tuple[str, list[list[int]]]] = []
+        self.authorised: list[tuple[dict[str, tuple[float, float]], bool]] = []
         self._fail_sum = fail_sum
 
     async def local(self, params: Mapping[str, object], step: str = "main") -> dict[str, object]:
@@ -44,6 +46,14 @@ class Peers:
 
     async def charge_privacy(self, dataset: str, epsilon: float, delta: float) -> None:
         self.charged.append((dataset, epsilon, delta))
+
+    async def authorise_release(self, charges: Mapping[str, tuple[float, float]], *, noised: bool) -> None:
+        self.authorised.append((dict(charges), noised))
+        for dataset, (epsilon, delta) in charges.items():
+            await self.charge_privacy(dataset, epsilon, delta)
+
+    async def check_differencing(self, table: str, cells: Sequence[npt.NDArray[Any]]) -> None:
+        self.differenced.append((table, [c.tolist() for c in cells]))
 
     async def charge_training(
         self, dataset: str, job_id: str, round: int, cost: TrainingCost
@@ -130,3 +140,51 @@ async def test_an_algorithms_own_bug_is_a_dropout_too() -> None:
 def test_noise_needs_the_64_bit_ring() -> None:
     with pytest.raises(AlgorithmError, match="needs 64-bit fixed point"):
         _round("q0", noise=True, bits=32)
+
+
+async def test_the_rows_behind_each_released_cell_go_to_the_release_record_and_withheld_cells_do_not() -> (
+    None
+):
+    peers = Peers(min_count=2)
+    secure_round = SecureRound("q0", 3, FixedPoint(1, 1e6, 3, 64), cells=3)
+    # rows 10, 11 in cell 0 (released); row 12 in cell 1 (one row: withheld); cell 2 empty
+    rows = CellRows.of("patients", np.array([11, 10, 12], dtype=np.uint64), [0, 0, 1])
+    figures = LocalFigures.of(
+        {"q0": np.array([2.0, 1.0, 0.0])},
+        {"q0": 3},
+        counts={"q0": np.array([2.0, 1.0, 0.0])},
+        members={"q0": rows},
+    )
+
+    await contribute(peers, [secure_round], lambda: _gathered(figures), timeout_s=5)  # type: ignore[arg-type]
+
+    assert peers.differenced == [("patients", [[10, 11]])]
+    assert peers.summed["q0"].tolist()[:3] == [2, 0, 0]
+
+
+async def test_a_noised_round_is_not_checked_for_differencing() -> None:
+    peers = Peers()
+    rows = CellRows.of("patients", np.arange(10, dtype=np.uint64), [0] * 10)
+    figures = LocalFigures.of({"q0": np.full(3, 1.0)}, {"q0": 10}, members={"q0": rows})
+
+    await contribute(peers, [_round("q0", noise=True)], lambda: _gathered(figures), timeout_s=5)  # type: ignore[arg-type]
+
+    assert peers.differenced == []
+
+
+async def test_a_cell_withheld_only_in_part_is_still_recorded() -> None:
+    # cell 0: a group of 3 rows (released) whose sparse column has 1 value (withheld)
+    peers = Peers(min_count=2)
+    secure_round = SecureRound("q0", 4, FixedPoint(1, 1e6, 3, 64), cells=2)
+    rows = CellRows.of("patients", np.array([10, 11, 12], dtype=np.uint64), [0, 0, 0])
+    figures = LocalFigures.of(
+        {"q0": np.array([3.0, 7.5, 0.0, 0.0])},
+        {"q0": 3},
+        counts={"q0": np.array([3.0, 1.0, 0.0, 0.0])},
+        members={"q0": rows},
+    )
+
+    await contribute(peers, [secure_round], lambda: _gathered(figures), timeout_s=5)  # type: ignore[arg-type]
+
+    assert peers.differenced == [("patients", [[10, 11, 12]])]
+    assert peers.summed["q0"].tolist() == [3, 0, 0, 0, 1, 1]

@@ -42,6 +42,24 @@ def schema(example: str) -> dict[str, Any]:
     return loaded
 
 
+def released(
+    root: Path, table: str, group: str, value: str, where: str, min_count: int = 5
+) -> dict[Any, tuple[int, float]]:
+    """Per group, the count and sum of ``value`` over the nodes where the group has ``min_count`` rows.
+
+    What a secure sum releases: each node withholds a group (a cell) from fewer of its own
+    rows than its ``min_count``, so the total counts only the nodes that hold enough.
+    """
+    totals: dict[Any, tuple[int, float]] = {}
+    for file in sorted(root.glob(f"node-*/{table}.*")):
+        sql = f"SELECT {group}, count(*), sum({value}) FROM '{file}' WHERE {where} GROUP BY {group}"
+        for key, count, total in duckdb.sql(sql).fetchall():
+            if count >= min_count:
+                n, s = totals.get(key, (0, 0.0))
+                totals[key] = (n + count, s + total)
+    return totals
+
+
 def start(root: Path, example: str, hospitals: int, **rows: int) -> InProcessConsortium:
     """A consortium whose nodes hold the example's generated data (``rows`` go to its ``write``)."""
     write = functools.partial(load(example, "generate").write, **rows)

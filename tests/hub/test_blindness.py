@@ -55,6 +55,8 @@ def _plant(c: InProcessConsortium) -> None:
         path = c.local.node_config_path(node_id)
         config = yaml.safe_load(path.read_text())
         config["data"][0]["name"] = TABLE_CANARY
+        # the summary shows the canary as a maximum: extremes allowed for the renamed table
+        config["policy"]["tables"] = {TABLE_CANARY: {"allow_extremes": True}}
         path.write_text(yaml.safe_dump(config))
     data = c.local.root / "node-a" / "patients.csv"
     table = pacsv.read_csv(data)

@@ -135,7 +135,7 @@ async def test_a_node_upgraded_in_place_still_counts_what_it_spent_before(tmp_pa
 
     assert not old.exists() and (tmp_path / "dpsgd-accountant.sqlite.imported").exists()
     _, version, charges, steps = _read(tmp_path / "privacy-ledger.sqlite")
-    assert version == 2 and len(charges) == 2
+    assert version == 3 and len(charges) == 2
     assert steps[:3] == OLD_ROUNDS and len(steps) == 4
 
 

@@ -1,7 +1,9 @@
-"""Declaring a node's tables in node.yaml, and scanning its files with DuckDB."""
+"""Declaring a node's tables in node.yaml, scanning its files with DuckDB, and what a step read."""
 
 from __future__ import annotations
 
+import contextlib
+import sqlite3
 from pathlib import Path
 
 import duckdb
@@ -10,7 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from confide._errors import AlgorithmError, ConfigError
-from confide.node import DataSourceConfig, LocalData, load_node_config
+from confide.node import DataSourceConfig, LocalData, Policy, load_node_config
 
 
 def _node_yaml(tmp_path: Path, source: str) -> Path:
@@ -128,3 +130,76 @@ def test_a_missing_file_is_named(tmp_path: Path) -> None:
 
     with pytest.raises(AlgorithmError, match="table 'patients': its file is missing"):
         data.source("patients")
+
+
+# -- what a step read -------------------------------------------------------------------
+
+
+def _two_tables(tmp_path: Path) -> LocalData:
+    csv = tmp_path / "patients.csv"
+    csv.write_text("age\n34\n71\n")
+    db = tmp_path / "hospital.db"
+    with contextlib.closing(sqlite3.connect(db)) as connection:
+        connection.execute("CREATE TABLE visits (age INTEGER)")
+        connection.execute("INSERT INTO visits VALUES (50)")
+        connection.commit()
+    return LocalData(
+        [
+            DataSourceConfig(name="patients", format="csv", path=csv, columns={"age": "int"}),
+            DataSourceConfig.model_validate(
+                {"name": "visits", "format": "sql", "url": f"sqlite:///{db}", "table": "visits"}
+                | {"columns": {"age": "int"}}
+            ),
+        ]
+    )
+
+
+def test_every_way_of_reading_a_table_is_recorded_until_the_next_step(tmp_path: Path) -> None:
+    data = _two_tables(tmp_path)
+
+    data.start_step()
+    data.table("patients")
+    first = data.tables_read
+    data.start_step()
+    data.source("patients")
+    second = data.tables_read
+    data.start_step()
+    data.run_sql("SELECT count(*) FROM visits", ["visits"])
+    third = data.tables_read
+    data.start_step()
+
+    assert (first, second, third) == (("patients",), ("patients",), ("visits",))
+    assert data.tables_read == ()
+
+
+def test_listing_tables_reads_none_and_an_unknown_table_is_not_recorded(tmp_path: Path) -> None:
+    data = _two_tables(tmp_path)
+    data.start_step()
+
+    data.table_names()
+    data.files()
+    with pytest.raises(AlgorithmError, match="no table 'nowhere'"):
+        data.table("nowhere")
+
+    assert data.tables_read == ()
+
+
+def test_a_read_that_fails_still_counts_as_read(tmp_path: Path) -> None:
+    data = LocalData(
+        [DataSourceConfig(name="patients", format="csv", path=tmp_path / "gone.csv", columns={"age": "int"})]
+    )
+    data.start_step()
+
+    with pytest.raises(AlgorithmError):
+        data.table("patients")
+
+    assert data.tables_read == ("patients",)
+
+
+def test_the_disclosure_rules_come_from_the_policy() -> None:
+    policy = Policy(min_count=12, tables={"patients": {"allow_extremes": True}})  # type: ignore[dict-item]
+    data = LocalData([], policy=policy)
+
+    assert data.min_count == 12
+    assert data.allows_extremes("patients") and not data.allows_extremes("visits")
+    assert LocalData([]).min_count == Policy().min_count and not LocalData([]).allows_extremes("patients")

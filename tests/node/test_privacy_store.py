@@ -74,13 +74,13 @@ def _read(path: Path) -> tuple[int, int, list[tuple[object, ...]], list[tuple[ob
     return app_id, version, charges, steps
 
 
-def test_a_fresh_file_gets_both_tables_at_the_current_version(tmp_path: Path) -> None:
+def test_a_fresh_file_gets_every_table_at_the_current_version(tmp_path: Path) -> None:
     path = tmp_path / "privacy-ledger.sqlite"
 
     PrivacyStore(path).close()
 
-    assert SCHEMA_VERSION == 2
-    assert _read(path) == (CONF, 2, [], [])
+    assert SCHEMA_VERSION == 3
+    assert _read(path) == (CONF, 3, [], [])
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert sorted(p.name for p in tmp_path.iterdir()) == ["privacy-ledger.sqlite"]
 
@@ -91,7 +91,7 @@ def test_a_v1_ledger_is_migrated_keeping_its_charges(tmp_path: Path) -> None:
 
     PrivacyStore(path).close()
 
-    assert _read(path) == (CONF, 2, OLD_CHARGES, [])
+    assert _read(path) == (CONF, 3, OLD_CHARGES, [])
 
 
 def test_an_old_accountant_beside_a_v1_ledger_is_imported_and_renamed(tmp_path: Path) -> None:
@@ -101,7 +101,7 @@ def test_an_old_accountant_beside_a_v1_ledger_is_imported_and_renamed(tmp_path: 
 
     PrivacyStore(path).close()
 
-    assert _read(path) == (CONF, 2, OLD_CHARGES, OLD_ROUNDS)
+    assert _read(path) == (CONF, 3, OLD_CHARGES, OLD_ROUNDS)
     assert not old.exists()
     imported = tmp_path / "dpsgd-accountant.sqlite.imported"
     conn = sqlite3.connect(imported)
@@ -116,7 +116,7 @@ def test_an_old_accountant_is_imported_where_no_ledger_was_ever_written(tmp_path
 
     PrivacyStore(path).close()
 
-    assert _read(path) == (CONF, 2, [], OLD_ROUNDS)
+    assert _read(path) == (CONF, 3, [], OLD_ROUNDS)
     assert (tmp_path / "dpsgd-accountant.sqlite.imported").exists()
 
 
@@ -148,7 +148,7 @@ def test_a_crash_between_copying_and_renaming_imports_nothing_twice(
 
     PrivacyStore(path).close()
 
-    assert _read(path) == (CONF, 2, OLD_CHARGES, OLD_ROUNDS)
+    assert _read(path) == (CONF, 3, OLD_CHARGES, OLD_ROUNDS)
     assert not old.exists() and (tmp_path / "dpsgd-accountant.sqlite.imported").exists()
 
 
@@ -228,11 +228,11 @@ def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "privacy-ledger.sqlite"
     PrivacyStore(path).close()
     with sqlite3.connect(path) as conn:
-        conn.execute("PRAGMA user_version = 3")
+        conn.execute("PRAGMA user_version = 4")
     conn.close()
 
     with pytest.raises(
-        ConfigError, match=r"written by a newer confide \(schema 3, this confide knows up to 2\); upgrade"
+        ConfigError, match=r"written by a newer confide \(schema 4, this confide knows up to 3\); upgrade"
     ):
         PrivacyStore(path)
 

@@ -24,6 +24,7 @@ from confide.algorithms._context import (
 from confide.algorithms._registry import ENTRY_POINT_GROUP, Algorithm, Step, available, get_algorithm
 from confide.algorithms._result import Finalised, ResultTable
 from confide.algorithms._secure import (
+    CellRows,
     LocalFigures,
     SecureReport,
     SecureRound,
@@ -32,12 +33,15 @@ from confide.algorithms._secure import (
     decode_vector,
     encode_vector,
     require_rows,
+    split_withheld,
+    withhold_small_cells,
 )
 
 __all__ = [
     "ENTRY_POINT_GROUP",
     "MAIN_STEP",
     "Algorithm",
+    "CellRows",
     "DataContext",
     "Finalised",
     "LocalFigures",
@@ -56,4 +60,6 @@ __all__ = [
     "encode_vector",
     "get_algorithm",
     "require_rows",
+    "split_withheld",
+    "withhold_small_cells",
 ]

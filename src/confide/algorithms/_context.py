@@ -79,7 +79,11 @@ class TrainingSpend:
 
 
 class DataContext(Protocol):
-    """What a step may read: the node's declared tables, by name, and which node it runs at."""
+    """What a step may read: the node's declared tables, by name, which node it runs at, and its rules.
+
+    The node records which tables a step reads through :meth:`table`, :meth:`source` and
+    :meth:`run_sql`, and checks what leaves against those tables' policy.
+    """
 
     @property
     def node_id(self) -> str:
@@ -111,6 +115,27 @@ class DataContext(Protocol):
 
         ``sql`` reads the tables only through their :attr:`TableSource.select`. The node
         runs it read-only, in a transaction it rolls back.
+        """
+        ...
+
+    @property
+    def min_count(self) -> int:
+        """The node policy's smallest number of its rows that a released figure may cover."""
+        ...
+
+    def row_keys(self, name: str) -> npt.NDArray[np.uint64] | None:
+        """A key per row of :meth:`table` (same order) for the node's release record; ``None``: none kept.
+
+        The node decides what a key is (a keyed hash of a declared identifier, or the
+        row's position); a step only says which rows each cell of its release used.
+        """
+        ...
+
+    def allows_extremes(self, table: str) -> bool:
+        """Whether the node's policy lets a per-node minimum and maximum of ``table`` leave it.
+
+        Both are single patients' values: withheld unless the hospital allows them
+        (``policy.tables.<table>.allow_extremes``).
         """
         ...
 
@@ -182,6 +207,28 @@ class PeerContext(Protocol):
 
     async def charge_privacy(self, dataset: str, epsilon: float, delta: float) -> None:
         """Spend privacy budget on ``dataset`` in the node's ledger; :class:`PolicyError` if exhausted."""
+        ...
+
+    async def authorise_release(self, charges: Mapping[str, tuple[float, float]], *, noised: bool) -> None:
+        """Check a secure release against the node's per-table policy, then charge its noise.
+
+        The secure-sum driver calls it once per task, after this node's figures are gathered
+        and checked and before anything leaves. Refuses (:class:`PolicyError` naming the table
+        and the policy key, no data) when a table this task's steps read requires differential
+        privacy and the release is not noised on every round (``noised`` False) or that table
+        is not among ``charges``; then charges each table of ``charges`` (epsilon, delta) to the
+        researcher's budget, exactly as :meth:`charge_privacy` does.
+        """
+        ...
+
+    async def check_differencing(self, table: str, cells: Sequence[npt.NDArray[np.uint64]]) -> None:
+        """Check the rows behind cells about to be released from ``table`` against the node's record.
+
+        ``cells`` are sorted arrays of the row keys (:meth:`DataContext.row_keys`) behind
+        each cell. Refuses (:class:`PolicyError`, no numbers) if one differs from a cell
+        released earlier from the table by at least one and fewer than ``min_count`` rows;
+        otherwise records them. The secure-sum driver calls it for every release without noise.
+        """
         ...
 
     async def charge_training(

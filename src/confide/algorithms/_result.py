@@ -8,11 +8,11 @@ through these four, so a new algorithm needs no new printing code.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
-__all__ = ["Finalised", "ResultTable"]
+__all__ = ["Finalised", "ResultTable", "withheld_note"]
 
 
 @dataclass(frozen=True)
@@ -45,3 +45,12 @@ class Finalised(Protocol):
     def to_json(self) -> dict[str, Any]:
         """The result as JSON-able data."""
         ...
+
+
+def withheld_note(cells: Sequence[str], shown: int = 10) -> str:
+    """The note on cells withheld at some nodes: which, never how many rows."""
+    listed = "; ".join(cells[:shown]) + (f"; and {len(cells) - shown} more" if len(cells) > shown else "")
+    return (
+        f"withheld at some nodes (fewer than the node's min_count rows there; the figures count only "
+        f"the other nodes): {listed}"
+    )

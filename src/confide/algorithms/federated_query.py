@@ -33,13 +33,15 @@ from typing import Any, overload
 
 import duckdb
 import numpy as np
+import numpy.typing as npt
+import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from confide._errors import QueryError
 from confide.algorithms._context import DataContext, TableSource
 from confide.algorithms._registry import Algorithm
-from confide.algorithms._result import ResultTable
-from confide.algorithms._secure import LocalFigures, SecureRound, SecureTotals
+from confide.algorithms._result import ResultTable, withheld_note
+from confide.algorithms._secure import CellRows, LocalFigures, SecureRound, SecureTotals
 from confide.crypto import FixedPoint, min_bits
 from confide.query import (
     Aggregate,
@@ -48,7 +50,9 @@ from confide.query import (
     Plan,
     compile_plan,
     dense_vector,
+    element_counts,
     finalise,
+    local_rows_sql,
     local_sql,
     output_columns,
     parse_sql,
@@ -115,6 +119,8 @@ class QueryResult(Sequence[Row]):
     min_count: int = 0
     suppressed: int = 0
     """Groups withheld for having fewer than ``min_count`` rows."""
+    withheld: tuple[str, ...] = ()
+    """Groups some node withheld for holding fewer than its ``min_count`` rows there."""
 
     @overload
     def __getitem__(self, index: int) -> Row: ...
@@ -136,12 +142,15 @@ class QueryResult(Sequence[Row]):
         return [ResultTable(f"task {self.task_id}", list(self.columns), cells)]
 
     def notes(self) -> list[str]:
-        """Who was summed and how many groups were withheld."""
-        return [
+        """Who was summed and which groups were withheld."""
+        lines = [
             f"secure aggregation over {len(self.survivors)} node(s): {', '.join(self.survivors) or 'none'}; "
             f"groups from fewer than {self.min_count} rows are withheld (-)"
             + (f": {self.suppressed} withheld" if self.suppressed else "")
         ]
+        if self.withheld:
+            lines.append(withheld_note(self.withheld))
+        return lines
 
     def to_json(self) -> dict[str, Any]:
         """The result as JSON."""
@@ -153,6 +162,7 @@ class QueryResult(Sequence[Row]):
             "sat_out": dict(self.sat_out),
             "min_count": self.min_count,
             "suppressed": self.suppressed,
+            "withheld_at_some_nodes": list(self.withheld),
         }
 
 
@@ -210,7 +220,7 @@ def _compile(params: QueryParams) -> tuple[Plan, FederationSchema, list[DenseLay
 def encoding_of(layout: DenseLayout, params: QueryParams, parties: int) -> FixedPoint:
     """The fixed-point encoding of one secure sum, the same at every node and the researcher."""
     scale = 10**params.decimals
-    bound = float(np.max(layout.bounds))
+    bound = max(float(np.max(layout.bounds)), 1.0)  # a cell's withheld flag is 1
     return FixedPoint(scale, bound, parties, min_bits(scale, bound, parties))
 
 
@@ -218,7 +228,8 @@ def _local(data: DataContext, params: QueryParams) -> LocalFigures:
     party = data.node_id
     plan, _, layouts = compiled(params)
     digest = _digest(params)
-    vectors, rows = [], []
+    vectors, rows, counts = [], [], []
+    members: dict[str, CellRows] = {}
     sources: dict[str, TableSource] = {}  # by the schema's table name
     with _files().cursor() as files:
         for index, (aggregate, layout) in enumerate(zip(secure_aggregates(plan), layouts, strict=True)):
@@ -238,11 +249,57 @@ def _local(data: DataContext, params: QueryParams) -> LocalFigures:
                 result = _execute(files, sql, list(mine)).fetchall()
             vector = dense_vector(result, layout)
             vectors.append(vector)
-            counts = [j for j, s in enumerate(layout.specs) if s.func.value == "count"]
-            per_group = vector.reshape(layout.groups, len(layout.specs))
-            rows.append(int(per_group[:, counts].max(axis=1).sum()) if counts else 0)
+            counts.append(element_counts(vector, layout))
+            rows.append(int(counts[-1].reshape(layout.groups, -1).max(axis=1, initial=0).sum()))
+            found = _members(files, data, aggregate, layout, party, mine)
+            if found is not None:
+                members[f"q{index}"] = found
     labels = _labels(layouts)
-    return LocalFigures.of(dict(zip(labels, vectors, strict=True)), dict(zip(labels, rows, strict=True)))
+    return LocalFigures.of(
+        dict(zip(labels, vectors, strict=True)),
+        dict(zip(labels, rows, strict=True)),
+        counts=dict(zip(labels, counts, strict=True)),
+        members=members,
+    )
+
+
+def _members(
+    cursor: duckdb.DuckDBPyConnection,
+    data: DataContext,
+    aggregate: Aggregate,
+    layout: DenseLayout,
+    party: str,
+    mine: Mapping[str, TableSource],
+) -> CellRows | None:
+    """Which of the node's rows each group of the secure sum comes from, for its differencing check.
+
+    A second pass over the party's rows, in DuckDB over the tables as Arrow (the order
+    :meth:`DataContext.row_keys` numbers), with each row's position carried through the
+    query's filters; ``None`` where the node keeps no release record for a table.
+    """
+    keys: list[npt.NDArray[np.uint64]] = []
+    offset, sources = 0, dict[str, str]()
+    for table, source in mine.items():
+        found = data.row_keys(source.name)
+        if found is None:
+            return None
+        arrow = data.table(source.name)
+        positions = pa.array(np.arange(offset, offset + arrow.num_rows, dtype=np.int64))
+        name = f"m_{len(sources)}_{table}"
+        cursor.register(name, arrow.append_column(_ROW, positions))
+        sources[table] = f'"{name}"'
+        keys.append(found)
+        offset += arrow.num_rows
+    sql = local_rows_sql(aggregate, party, layout, dialect="duckdb", source=sources.__getitem__, row=_ROW)
+    listed = _execute(cursor, sql, list(mine)).fetchnumpy()
+    cell = np.zeros(len(listed[_ROW]), dtype=np.int64)
+    for i, key in enumerate(layout.keys):
+        cell = cell * key.size + np.asarray(listed[f"__bucket_{i}"], dtype=np.int64)
+    table = "+".join(sorted(s.name for s in mine.values()))
+    return CellRows.of(table, np.concatenate(keys)[np.asarray(listed[_ROW], dtype=np.int64)], cell)
+
+
+_ROW = "__confide_row"
 
 
 @lru_cache(maxsize=1)
@@ -369,7 +426,9 @@ def _labels(layouts: list[DenseLayout]) -> list[str]:
 def _rounds(params: QueryParams, nodes: Sequence[str]) -> list[SecureRound]:
     _, _, layouts = compiled(params)
     return [
-        SecureRound(label, layout.length, encoding_of(layout, params, len(nodes)), empty_ok=True)
+        SecureRound(
+            label, layout.length, encoding_of(layout, params, len(nodes)), empty_ok=True, cells=layout.groups
+        )
         for label, layout in zip(_labels(layouts), layouts, strict=True)
     ]
 
@@ -385,7 +444,21 @@ def _finalise(params: QueryParams, sums: SecureTotals) -> QueryResult:
         sat_out=dict(sums.sat_out),
         min_count=sums.min_count,
         suppressed=withheld_groups(totals, layouts, sums.min_count),
+        withheld=_withheld_at_nodes(sums, layouts),
     )
+
+
+def _withheld_at_nodes(sums: SecureTotals, layouts: list[DenseLayout]) -> tuple[str, ...]:
+    """The groups (of any of the query's secure sums) that some node withheld."""
+    found: dict[str, None] = {}
+    for label, layout in zip(_labels(layouts), layouts, strict=True):
+        flags = sums.withheld.get(label)
+        if flags is None:
+            continue
+        for group, flag in zip(layout.labels(), flags, strict=True):
+            if flag:
+                found[", ".join(f"{k}={v}" for k, v in group.items()) or "all rows"] = None
+    return tuple(found)
 
 
 QUERY_SQL = Algorithm(

@@ -26,8 +26,8 @@ from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from confide.algorithms._context import DataContext
 from confide.algorithms._registry import Algorithm
-from confide.algorithms._result import ResultTable
-from confide.algorithms._secure import LocalFigures, SecureRound, SecureTotals
+from confide.algorithms._result import ResultTable, withheld_note
+from confide.algorithms._secure import CellRows, LocalFigures, SecureRound, SecureTotals
 from confide.algorithms._secure_stats import (
     CORRELATION,
     CROSSTAB,
@@ -84,6 +84,8 @@ class StatisticResult:
     refused: dict[str, str]
     min_count: int
     privacy: PrivacySpent | None
+    withheld: tuple[str, ...] = ()
+    """Cells some node withheld for holding fewer than its ``min_count`` rows there."""
 
     @property
     def sat_out(self) -> dict[str, str]:
@@ -101,6 +103,8 @@ class StatisticResult:
             f"secure aggregation over {len(self.survivors)} node(s): {', '.join(self.survivors)}; "
             f"values from fewer than {self.min_count} rows are suppressed"
         ]
+        if self.withheld:
+            lines.append(withheld_note(self.withheld))
         if self.privacy is not None:
             p = self.privacy
             lines.append(
@@ -121,6 +125,7 @@ class StatisticResult:
             "refused": self.refused,
             "min_count": self.min_count,
             "privacy": privacy,
+            "withheld_at_some_nodes": list(self.withheld),
         }
 
 
@@ -173,12 +178,23 @@ def algorithm_for(statistic: SecureStatistic) -> Algorithm:
 
     def step(data: DataContext, task_params: Any) -> LocalFigures:
         contribution = statistic.contribute(data, task_params)
-        return LocalFigures.of({LABEL: contribution.values}, {LABEL: contribution.rows})
+        counts = None if contribution.counts is None else {LABEL: contribution.counts}
+        members = None
+        keys = data.row_keys(task_params.table) if task_params.privacy is None else None
+        if contribution.members is not None and keys is not None:
+            used = contribution.members >= 0
+            members = {LABEL: CellRows.of(task_params.table, keys[used], contribution.members[used])}
+        return LocalFigures.of(
+            {LABEL: contribution.values}, {LABEL: contribution.rows}, counts=counts, members=members
+        )
 
     def rounds(task_params: Any, nodes: Sequence[str]) -> list[SecureRound]:
         encoding = encoding_for(statistic, task_params, list(nodes))
         charge = task_params.table if encoding.noise is not None else None
-        return [SecureRound(LABEL, encoding.layout.length, encoding.fixed, encoding.noise, charge)]
+        cells = len(statistic.cell_labels(task_params))
+        return [
+            SecureRound(LABEL, encoding.layout.length, encoding.fixed, encoding.noise, charge, cells=cells)
+        ]
 
     def finalise(task_params: Any, sums: SecureTotals) -> StatisticResult:
         survivors = sums.survivors[LABEL]
@@ -187,7 +203,14 @@ def algorithm_for(statistic: SecureStatistic) -> Algorithm:
         privacy = None
         if noise is not None:
             privacy = PrivacySpent(noise.achieved(len(survivors)), noise.delta, noise.epsilon, len(survivors))
-        return StatisticResult(statistic.name, output, survivors, dict(sums.sat_out), sums.min_count, privacy)
+        flags = sums.withheld.get(LABEL)
+        labels = statistic.cell_labels(task_params) if flags is not None else []
+        withheld = tuple(
+            label for label, flag in zip(labels, flags if flags is not None else [], strict=True) if flag
+        )
+        return StatisticResult(
+            statistic.name, output, survivors, dict(sums.sat_out), sums.min_count, privacy, withheld
+        )
 
     return Algorithm(
         name=statistic.name,

@@ -35,7 +35,14 @@ from confide._errors import (
     TransportError,
     WireError,
 )
-from confide.algorithms import Algorithm, Finalised, SecureRound, SecureTotals, get_algorithm
+from confide.algorithms import (
+    Algorithm,
+    Finalised,
+    SecureRound,
+    SecureTotals,
+    get_algorithm,
+    split_withheld,
+)
 from confide.algorithms.federated_query import QueryResult
 from confide.algorithms.secure_stats import StatisticResult
 from confide.client._parties import Parties
@@ -329,14 +336,17 @@ class Client:
         self, task_id: str, algorithm: Algorithm, params: Any, nodes: list[str], wait_s: float
     ) -> Finalised:
         deadline = time.monotonic() + wait_s
-        totals, survivors = {}, {}
+        totals, survivors, withheld = {}, {}, {}
         for secure_round in algorithm.secure_rounds(params, nodes):
             summed = self._await_sum(task_id, secure_round.label, nodes, deadline)
             _check_round(summed, secure_round, nodes)
-            totals[secure_round.label] = secure_round.encoding.decode(summed.total)
+            total, flags = split_withheld(secure_round, secure_round.encoding.decode(summed.total))
+            totals[secure_round.label] = total
+            if flags is not None:
+                withheld[secure_round.label] = flags
             survivors[secure_round.label] = summed.survivors
         results = self.results(task_id, wait_s=max(0.0, deadline - time.monotonic()))
-        sums: SecureTotals = secure_totals(task_id, tuple(nodes), totals, survivors, results)
+        sums: SecureTotals = secure_totals(task_id, tuple(nodes), totals, survivors, results, withheld)
         if algorithm.finalise is None:  # pragma: no cover - callers check
             raise AlgorithmError(f"{algorithm.name} has no finalisation")
         return algorithm.finalise(params, sums)
@@ -461,7 +471,7 @@ def _check_round(summed: SecureSum, declared: SecureRound, nodes: list[str]) -> 
     """The hub's round must be the one the task declared: masked, of its length, width and nodes."""
     if (
         not summed.masked
-        or summed.total.size != declared.length
+        or summed.total.size != declared.summed_length
         or summed.bits != declared.encoding.bits
         or sorted(summed.nodes) != sorted(nodes)
     ):

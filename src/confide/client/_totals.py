@@ -25,6 +25,7 @@ def secure_totals(
     totals: Mapping[str, npt.NDArray[np.float64]],
     survivors: Mapping[str, tuple[str, ...]],
     results: TaskResults,
+    withheld: Mapping[str, npt.NDArray[np.bool_]] | None = None,
 ) -> SecureTotals:
     """The decoded totals with each node's report, or why it sat out."""
     reports: dict[str, SecureReport] = {}
@@ -37,7 +38,9 @@ def secure_totals(
             reports[result.node] = SecureReport.model_validate(result.output)
         except ValidationError:
             sat_out[result.node] = "its report is not a secure algorithm's report"
-    sums = SecureTotals(task_id, tuple(sorted(nodes)), totals, survivors, reports, sat_out)
+    sums = SecureTotals(
+        task_id, tuple(sorted(nodes)), totals, survivors, reports, sat_out, dict(withheld or {})
+    )
     if totals:
         for node in sorted(set(nodes) - set(sums.summed) - set(sat_out)):
             sat_out[node] = "left a secure sum before it ended"

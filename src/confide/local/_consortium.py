@@ -194,9 +194,10 @@ class LocalConsortium:
         """One node's node.yaml: its kit, its sample data and a policy allowing every algorithm."""
         folder = self.root / node_id
         folder.mkdir(exist_ok=True)
+        data = self.tables(node_id, index, folder)
         return {
             "kit": str(self.kits / "nodes" / node_id),
-            "data": self.tables(node_id, index, folder),
+            "data": data,
             **({"training_data": self.training(node_id, index, folder)} if self.training else {}),
             **({"transports": self.transports} if self.transports else {}),
             "policy": {
@@ -205,6 +206,11 @@ class LocalConsortium:
                 "algorithms": list(ALGORITHMS),
                 "min_count": 5,
                 "privacy_budget": {"epsilon": 3.0, "delta": 1e-5},
+                # Synthetic data: the demo and the examples show exact per-node summaries
+                # (extremes included) and exact secure sums beside DP ones. A hospital's
+                # node.yaml leaves require_dp on with its privacy_budget, and extremes off.
+                "require_dp": False,
+                "tables": {entry["name"]: {"allow_extremes": True} for entry in data},
                 **self.policy,
             },
         }

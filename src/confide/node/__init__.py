@@ -1,10 +1,12 @@
 """The node at a hospital: owns the data, enforces the policy, runs algorithm steps locally.
 
+- ``_policy``: the policy models (allowed collaborations, researchers, algorithms; per-table
+  rules: require_dp, extremes, identifiers, the release record) and the checks on what leaves
 - ``_config``: ``NodeConfig`` from ``node.yaml`` (kit, data sources, policy)
 - ``_datasource``: ``LocalData``, the node's tables (files, database tables) checked
   against their declared schema, and the SQL that reads each where it lives
 - ``_database``: tables in a database (``format: sql``), read-only through SQLAlchemy
-- ``_policy``: allowed collaborations, researchers, algorithms
+- ``_releases``: the release record, the differencing check on cells released without noise
 - ``_worker``: the process pool algorithm steps run in
 - ``_agent``: ``Agent`` — connect out, open sealed inputs, run, seal results
 """

@@ -19,6 +19,7 @@ from confide.kit import Kit
 from confide.node._budget import PrivacyBudget
 from confide.node._config import NodeConfig
 from confide.node._link import HubLink
+from confide.node._releases import row_key_secret
 from confide.node._runs import RunExecutor
 from confide.node._worker import WorkerPool, learning_installed
 from confide.transport import Connector
@@ -39,7 +40,12 @@ class Agent:
         self.kit = kit
         self.connector = connector
         self.workers = workers or WorkerPool(
-            config.data, config.workers, config.training_data, node_id=kit.party_id
+            config.data,
+            config.workers,
+            config.training_data,
+            node_id=kit.party_id,
+            policy=config.policy,
+            row_secret=row_key_secret(kit.identity),
         )
         self.budget = PrivacyBudget(config.policy, kit.directory)
         self.link = HubLink(

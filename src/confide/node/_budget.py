@@ -23,6 +23,7 @@ import importlib
 import logging
 import math
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 
 from confide._errors import PolicyError
@@ -30,6 +31,7 @@ from confide.algorithms import TrainingCost, TrainingSpend
 from confide.node._config import Policy
 from confide.node._ledger import PrivacyLedger, Spend
 from confide.node._privacy_store import PrivacyStore
+from confide.node._releases import Keys, ReleaseRecord
 
 __all__ = ["PrivacyBudget"]
 
@@ -76,6 +78,19 @@ class PrivacyBudget:
             return TrainingSpend(math.inf, math.inf, cost.delta)
         return await asyncio.to_thread(
             self._charge_training, researcher, f"{job_id}/{task_id}", dataset, job_id, round, cost
+        )
+
+    async def check_differencing(
+        self, *, node_id: str, task_id: str, dataset: str, cells: Sequence[Keys]
+    ) -> None:
+        """Check the rows behind a release's cells against the release record, and record them.
+
+        Tables whose policy turns the record off give no row keys, so never come here.
+        """
+        await asyncio.to_thread(
+            lambda: ReleaseRecord(self._store_now()).check_and_record(
+                node_id, dataset, cells, min_count=self._policy.min_count, task_id=task_id
+            )
         )
 
     def close(self) -> None:

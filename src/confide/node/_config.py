@@ -18,13 +18,17 @@ Example::
       researchers: [alice]
       algorithms: [stats.summary]
       min_count: 10               # refuse statistics over fewer than 10 of this node's rows
-      privacy_budget:             # total (epsilon, delta) per researcher and dataset
+      privacy_budget:             # total (epsilon, delta) per researcher and dataset; with one,
+                                  # every release must be differentially private (require_dp)
         epsilon: 3.0
         delta: 1.0e-5
         overrides:                # the first match wins; "*" matches any name
           - {researcher: alice, dataset: patients, epsilon: 5.0, delta: 1.0e-5}
           - {researcher: "*", dataset: imaging, epsilon: 1.0, delta: 1.0e-6}
       ledger: privacy-ledger.sqlite   # default: <kit dir>/privacy-ledger.sqlite
+      require_dp: true            # default: true exactly when privacy_budget is set
+      tables:                     # per table, over the node-wide settings
+        visits: {require_dp: false, allow_extremes: true}
     training_data:                  # for federated learning (fl.train, fl.evaluate)
       - name: fashion
         format: idx                 # idx (MNIST layout, gzip or not), csv, parquet, mnist-5k
@@ -42,7 +46,12 @@ Relative paths (and a relative SQLite file in ``url``) are resolved against the 
 out of the file in the environment variable that ``url_env`` names. The policy allows only
 what it lists; ``"*"`` allows everything in that list explicitly. Without a
 ``privacy_budget`` the node still runs tasks that ask for no differential privacy, and
-refuses those that do.
+refuses those that do. With one, ``require_dp`` is on unless the policy turns it off: a
+release from a table that requires differential privacy must carry distributed noise on
+every secure round and be charged to that table's budget, and per-node results that cannot
+(``stats.summary``) are refused. ``policy.tables`` overrides ``require_dp`` per table and
+may let ``stats.summary`` release a table's per-node minimum and maximum (``allow_extremes``),
+which are single patients' values and withheld otherwise.
 """
 
 from __future__ import annotations
@@ -56,6 +65,15 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from confide.kit import load_model
+from confide.node._policy import (
+    TABLE_NAME,
+    BudgetOverride,
+    EffectiveTablePolicy,
+    EpsilonDelta,
+    Policy,
+    PrivacyBudget,
+    TablePolicy,
+)
 from confide.query import ColumnType  # the one vocabulary of column types, shared with the query compiler
 from confide.transport import TransportKind
 
@@ -63,11 +81,13 @@ __all__ = [
     "BudgetOverride",
     "ColumnType",
     "DataSourceConfig",
+    "EffectiveTablePolicy",
     "EpsilonDelta",
     "NodeConfig",
     "Policy",
     "PrivacyBudget",
     "SourceFormat",
+    "TablePolicy",
     "TrainingDataConfig",
     "TrainingFormat",
     "load_node_config",
@@ -90,7 +110,7 @@ class DataSourceConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+    name: str = Field(pattern=TABLE_NAME)
     format: SourceFormat
     path: Path | None = Field(default=None, description="csv and parquet: the file")
     url: SecretStr | None = Field(
@@ -267,85 +287,6 @@ class TrainingDataConfig(BaseModel):
         return self.model_copy(update=update)
 
 
-class EpsilonDelta(BaseModel):
-    """An (epsilon, delta) pair of differential privacy: a budget, or what a task spends of it."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    epsilon: float = Field(gt=0, allow_inf_nan=False, description="a positive finite number, e.g. 1.0")
-    delta: float = Field(gt=0, lt=1, description="strictly between 0 and 1, e.g. 1.0e-5")
-
-
-class BudgetOverride(EpsilonDelta):
-    """A budget for one researcher and dataset (either may be ``"*"``) instead of the default."""
-
-    researcher: str = Field(min_length=1, description='a researcher id, or "*" for any')
-    dataset: str = Field(min_length=1, description='a data source name, or "*" for any')
-
-
-class PrivacyBudget(EpsilonDelta):
-    """The total privacy a researcher may spend on one dataset of this node.
-
-    ``epsilon`` and ``delta`` are the default for every (researcher, dataset) pair; the
-    first entry of ``overrides`` that matches a pair replaces them for that pair. Each pair
-    has its own budget: spending on one dataset leaves the others untouched.
-    """
-
-    overrides: list[BudgetOverride] = Field(default_factory=list)
-
-    def for_pair(self, researcher: str, dataset: str) -> EpsilonDelta:
-        """The budget of ``researcher`` on ``dataset``: the first matching override, else the default."""
-        for override in self.overrides:
-            if override.researcher in ("*", researcher) and override.dataset in ("*", dataset):
-                return EpsilonDelta(epsilon=override.epsilon, delta=override.delta)
-        return EpsilonDelta(epsilon=self.epsilon, delta=self.delta)
-
-
-class Policy(BaseModel):
-    """What this hospital allows: collaborations, researchers, algorithms, and how much they may learn."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    collaborations: list[str] = Field(default_factory=list)
-    researchers: list[str] = Field(default_factory=list)
-    algorithms: list[str] = Field(default_factory=list)
-    min_count: int = Field(
-        default=5,
-        ge=1,
-        description="the node refuses to contribute to a statistic over fewer of its own rows than this",
-    )
-    privacy_budget: PrivacyBudget | None = Field(
-        default=None,
-        description=(
-            "the (epsilon, delta) each researcher may spend per dataset; without one, tasks that ask "
-            "for differential privacy are refused and all others are allowed"
-        ),
-    )
-    allow_training_without_dp: bool = Field(
-        default=False,
-        description=(
-            "let fl.train run without differential privacy (epsilon inf): for public or synthetic "
-            "training data only"
-        ),
-    )
-    ledger: Path | None = Field(
-        default=None,
-        description=(
-            "the SQLite file recording the privacy spent so far; default <kit dir>/privacy-ledger.sqlite. "
-            "Deleting it forgets everything spent."
-        ),
-    )
-
-    def budget_for(self, researcher: str, dataset: str) -> EpsilonDelta | None:
-        """The privacy budget of ``researcher`` on ``dataset``, or ``None`` if the policy sets none.
-
-        ``None`` means differentially private tasks must be refused ("this node has no
-        privacy_budget in its policy; add one to node.yaml to allow differentially private
-        tasks"); :meth:`confide.node._ledger.PrivacyLedger.charge` does so when given ``None``.
-        """
-        return None if self.privacy_budget is None else self.privacy_budget.for_pair(researcher, dataset)
-
-
 class ProxyConfig(BaseModel):
     """An explicit outbound HTTP(S) proxy (otherwise ``HTTPS_PROXY`` / ``NO_PROXY`` apply)."""
 
@@ -395,6 +336,18 @@ class NodeConfig(BaseModel):
             dupes = sorted({n for n in names if names.count(n) > 1})
             if dupes:
                 raise ValueError(f"{what} names must be unique; repeated: {', '.join(dupes)}")
+        return self
+
+    @model_validator(mode="after")
+    def _policy_names_tables(self) -> NodeConfig:
+        # A misspelt table would silently fall back to the node-wide policy.
+        declared = {d.name for d in self.data}
+        unknown = sorted(set(self.policy.tables) - declared)
+        if unknown:
+            raise ValueError(
+                f"policy.tables names {', '.join(map(repr, unknown))}, which is no data source of this "
+                f"node; name one of: {', '.join(sorted(declared)) or '(none declared under data)'}"
+            )
         return self
 
     def resolved(self, base: Path) -> NodeConfig:

@@ -9,7 +9,13 @@
 - ``source(name)`` gives the SQL that reads the declared columns where the table lives, for
   steps that push SQL down (``query.sql``): a DuckDB scan of the file, projected and cast
   to the declared types, or a SELECT in the database's own dialect;
-- ``run_sql(sql, tables)`` runs one SELECT in the database those tables live in.
+- ``run_sql(sql, tables)`` runs one SELECT in the database those tables live in;
+- ``min_count`` and ``allows_extremes(table)`` give a step the node's disclosure rules
+  (from its policy), for steps that release per-node figures (``stats.summary``).
+
+It also records which declared tables a step reads through ``table``, ``source`` and
+``run_sql`` (:meth:`LocalData.start_step`, :attr:`LocalData.tables_read`): the node checks
+what may leave against those tables' policy.
 
 A column that is missing, or whose values do not convert to the declared type, is an
 error naming the table; the researcher gets the message, never the data.
@@ -17,6 +23,7 @@ error naming the table; the researcher gets the message, never the data.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import threading
@@ -24,7 +31,10 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import duckdb
+import numpy as np
+import numpy.typing as npt
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 from sqlglot import exp
@@ -33,6 +43,7 @@ from confide._errors import AlgorithmError, ConfideError
 from confide.algorithms import TableSource
 from confide.node import _database
 from confide.node._config import ColumnType, DataSourceConfig, SourceFormat, TrainingDataConfig
+from confide.node._policy import Policy
 
 if TYPE_CHECKING:
     from confide.learning import TrainingSplit
@@ -67,8 +78,16 @@ class LocalData:
         training: Sequence[TrainingDataConfig] = (),
         *,
         node_id: str = "",
+        policy: Policy | None = None,
+        row_secret: bytes | None = None,
     ) -> None:
         self._node_id = node_id
+        self._policy = policy or Policy()
+        # Keys rows by their identifier in the release record; the node passes one stable across
+        # restarts (row_key_secret), a fresh one only makes the record forget across restarts.
+        self._row_hash_key = hashlib.sha256(b"confide row keys" + (row_secret or os.urandom(32))).digest()
+        self._keys_cache: dict[str, tuple[float, npt.NDArray[np.uint64]]] = {}
+        self._read: set[str] = set()  # the declared tables the current step has read
         self._sources = {s.name: s for s in sources}
         self._selects: dict[str, tuple[float, str]] = {}  # by table: the file's mtime, its SELECT
         self._cache: dict[str, tuple[float, pa.Table]] = {}
@@ -82,6 +101,24 @@ class LocalData:
         if not self._node_id:
             raise AlgorithmError("this step needs to know its node, and the worker was not told")
         return self._node_id
+
+    @property
+    def min_count(self) -> int:
+        """The policy's smallest number of this node's rows a released figure may cover."""
+        return self._policy.min_count
+
+    def allows_extremes(self, table: str) -> bool:
+        """Whether the policy lets a per-node minimum and maximum of ``table`` leave the node."""
+        return self._policy.for_table(table).allow_extremes
+
+    def start_step(self) -> None:
+        """Forget the tables read so far: a new step begins (the worker calls it)."""
+        self._read = set()
+
+    @property
+    def tables_read(self) -> tuple[str, ...]:
+        """The declared tables read since :meth:`start_step`, sorted (training data not included)."""
+        return tuple(sorted(self._read))
 
     def training_data(self, name: str) -> TrainingSplit:
         """Training data set ``name``: its training and held-out parts (cached while its files stay)."""
@@ -118,16 +155,58 @@ class LocalData:
         return sorted(self._sources)
 
     def table(self, name: str) -> pa.Table:
+        """Table ``name`` without its identifier columns: no algorithm reads those."""
+        return self._full_table(name, self._visible(self._config(name)))
+
+    def row_keys(self, name: str) -> npt.NDArray[np.uint64] | None:
+        """A 64-bit key per row of :meth:`table` for the release record; ``None`` where it keeps none.
+
+        A keyed hash (BLAKE2b, this node's key) of the first identifier column the policy
+        declares, so the record holds no identifier and keys stay put when rows move; else
+        the row's position in the table as read.
+        """
+        rules = self._policy.for_table(name)
         source = self._config(name)
+        if not rules.differencing:
+            return None
+        if not rules.identifiers:
+            return np.arange(self.table(name).num_rows, dtype=np.uint64)
+        stamp = _mtime(source) if source.format is not SourceFormat.SQL else None
+        cached = self._keys_cache.get(name)
+        if stamp is not None and cached is not None and cached[0] == stamp:
+            return cached[1]
+        column = self._full_table(name, source).column(rules.identifiers[0])
+        key = self._row_hash_key
+        keys = np.fromiter(
+            (
+                int.from_bytes(hashlib.blake2b(str(v).encode(), digest_size=8, key=key).digest(), "little")
+                for v in pc.cast(column, pa.string()).to_pylist()
+            ),
+            dtype=np.uint64,
+            count=len(column),
+        )
+        if stamp is not None:
+            self._keys_cache[name] = (stamp, keys)
+        return keys
+
+    def _full_table(self, name: str, source: DataSourceConfig) -> pa.Table:
+        hidden = [c for c in self._config(name).columns if c not in source.columns]
         if source.format is SourceFormat.SQL:
             return _arrow(source, _database.fetch_rows(source))
         mtime = _mtime(source)
         cached = self._cache.get(name)
-        if cached is not None and cached[0] == mtime:
-            return cached[1]
-        table = _read(source)
-        self._cache[name] = (mtime, table)
-        return table
+        if cached is None or cached[0] != mtime:
+            cached = self._cache[name] = (mtime, _read(self._config(name)))
+        return cached[1].drop_columns(hidden) if hidden else cached[1]
+
+    def _visible(self, source: DataSourceConfig) -> DataSourceConfig:
+        """``source`` with the columns its policy declares identifiers left out."""
+        hidden = set(self._policy.for_table(source.name).identifiers)
+        if not hidden:
+            return source
+        return source.model_copy(
+            update={"columns": {k: v for k, v in source.columns.items() if k not in hidden}}
+        )
 
     def files(self) -> dict[str, str]:
         return {
@@ -137,7 +216,7 @@ class LocalData:
         }
 
     def source(self, name: str) -> TableSource:
-        source = self._config(name)
+        source = self._visible(self._config(name))
         if source.format is SourceFormat.SQL:
             return _database.table_source(source)
         stamp = _mtime(source)
@@ -160,10 +239,12 @@ class LocalData:
         return _database.run_select(sources, sql)
 
     def _config(self, name: str) -> DataSourceConfig:
+        """The source of table ``name``, recorded as read by the current step."""
         source = self._sources.get(name)
         if source is None:
             offered = ", ".join(self.table_names()) or "none"
             raise AlgorithmError(f"this node has no table {name!r}; it offers: {offered}")
+        self._read.add(name)
         return source
 
 

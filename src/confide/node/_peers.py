@@ -8,12 +8,17 @@ callback into the agent:
   rounds, the hub as server);
 - a :class:`StepRunner` that runs the algorithm's steps in the node's worker processes;
 - the node's :class:`~confide.node._budget.PrivacyBudget`, charged on behalf of the
-  task's researcher, and the policy's ``min_count``.
+  task's researcher, and the node's :class:`~confide.node._policy.Policy`.
+
+It records which declared tables the task's steps read. Anything derived from a table
+whose policy requires differential privacy leaves this node (a secure-sum input, a peer
+message, the task's output) only after :meth:`TaskPeers.authorise_release` has passed a
+release that is noised on every round and charged to that table.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -24,6 +29,7 @@ from confide._errors import AlgorithmError, PolicyError
 from confide.algorithms import MAIN_STEP, TrainingCost, TrainingSpend
 from confide.node._budget import PrivacyBudget
 from confide.node._channel import PeerChannel
+from confide.node._policy import Policy, check_secure_release
 from confide.node._sums import SecureSums
 from confide.node._worker import StepOutcome
 from confide.protocols.secagg import Contribution
@@ -60,12 +66,36 @@ class TaskPeers:
         sums: SecureSums,
         steps: StepRunner,
         budget: PrivacyBudget | None,
+        policy: Policy,
     ) -> None:
         self.facts = facts
         self.channel = channel
         self.sums = sums
         self._steps = steps
         self._budget = budget
+        self._policy = policy
+        self._read: set[str] = set()  # declared tables the task's steps read here
+        self._released: set[str] = set()  # tables a differentially private release has covered
+
+    @property
+    def tables_read(self) -> tuple[str, ...]:
+        """The declared tables this task's steps have read at this node, sorted."""
+        return tuple(sorted(self._read))
+
+    def check_leaving(self, what: str) -> None:
+        """Refuse (:class:`PolicyError`) ``what`` leaving this node unless its tables allow it.
+
+        A table whose policy requires differential privacy may be the source of what leaves
+        only once :meth:`authorise_release` has covered it.
+        """
+        for name in sorted(self._read - self._released):
+            table = self._policy.for_table(name)
+            if table.require_dp:
+                raise PolicyError(
+                    f"node {self.node_id!r} refuses: {self.facts.algorithm} would send {what} derived "
+                    f"from table {name!r}, whose policy requires differential privacy "
+                    f"({table.require_dp_key}), without a differentially private release"
+                )
 
     @property
     def node_id(self) -> str:
@@ -85,12 +115,14 @@ class TaskPeers:
     async def local(self, params: Mapping[str, object], step: str = MAIN_STEP) -> dict[str, object]:
         """Run one of the algorithm's steps in the worker; :class:`AlgorithmError` with its reason."""
         outcome = await self._steps.run(self.facts.algorithm, dict(params), step)
+        self._read.update(outcome.tables)
         if outcome.error is not None or outcome.output is None:
             raise AlgorithmError(outcome.error or f"{self.facts.algorithm} produced no local figures")
         return outcome.output
 
     async def send(self, peer: str, data: bytes) -> None:
-        """Send ``data`` to ``peer``, sealed end to end."""
+        """Send ``data`` to ``peer``, sealed end to end (refused as :meth:`check_leaving` says)."""
+        self.check_leaving("a message to a peer")
         await self.channel.send(peer, data)
 
     async def recv(self, peer: str, timeout_s: float = 60.0) -> bytes:
@@ -98,7 +130,8 @@ class TaskPeers:
         return await self.channel.recv(peer, timeout_s)
 
     async def send_stream(self, peer: str, data: bytes, *, window: int = 8) -> None:
-        """Send a large payload to ``peer`` as sealed 1 MiB chunks."""
+        """Send a large payload to ``peer`` as sealed 1 MiB chunks (refused as :meth:`check_leaving` says)."""
+        self.check_leaving("a stream to a peer")
         await self.channel.send_stream(peer, data, window=window)
 
     async def recv_stream(self, peer: str, timeout_s: float = 60.0) -> bytes:
@@ -116,7 +149,11 @@ class TaskPeers:
         leave_after_input: bool = False,
         masked: bool = True,
     ) -> Contribution:
-        """Add ``values`` to the task's secure sum ``label`` (see :class:`SecureSums`)."""
+        """Add ``values`` to the task's secure sum ``label`` (see :class:`SecureSums`).
+
+        Refused as :meth:`check_leaving` says, before anything is sent.
+        """
+        self.check_leaving(f"an input to secure sum {label!r}")
         return await self.sums.secure_sum(
             values,
             label=label,
@@ -141,6 +178,28 @@ class TaskPeers:
             dataset=dataset,
             epsilon=epsilon,
             delta=delta,
+        )
+
+    async def authorise_release(self, charges: Mapping[str, tuple[float, float]], *, noised: bool) -> None:
+        """Check a secure release against the per-table policy, then charge its noise.
+
+        Refused (:class:`PolicyError`, nothing charged) when a table the task's steps read
+        requires differential privacy and the release is not ``noised`` on every round or
+        not charged to that table; then each table of ``charges`` is charged (epsilon, delta)
+        as :meth:`charge_privacy` does. The tables read so far are covered from then on.
+        """
+        check_secure_release(
+            self._policy, self.node_id, tables=self._read, charged=charges.keys(), noised=noised
+        )
+        for table, (epsilon, delta) in charges.items():
+            await self.charge_privacy(table, epsilon, delta)
+        if noised:
+            self._released.update(self._read & set(charges))
+
+    async def check_differencing(self, table: str, cells: Sequence[npt.NDArray[np.uint64]]) -> None:
+        """Refuse (PolicyError) cells too close to ones released before from ``table``; else record them."""
+        await self._budget_or_refuse("release figures").check_differencing(
+            node_id=self.node_id, task_id=self.facts.task_id, dataset=table, cells=cells
         )
 
     async def charge_training(

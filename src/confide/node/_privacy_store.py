@@ -8,6 +8,8 @@ The node's privacy budget (:mod:`confide.node._budget`) keeps two records in one
     noisy_steps  DP-SGD accountant (confide.node._training_ledger): one row per training
                  round, (dataset, job_id, round) -> noise_multiplier, sample_rate, steps,
                  researcher, at_ms
+    released_cells  release record (confide.node._releases): the row set of every cell
+                 released without noise, (dataset, size, digest) -> keys, task_id, at_ms
 
 This module is the file discipline both share. :class:`PrivacyStore`
 
@@ -32,7 +34,7 @@ short transaction only, and a writer in another process is waited for at most
 ``busy_timeout_s``.
 
 Schema versions: 1 had ``charges`` only (and the accountant in its own file); 2 adds
-``noisy_steps``.
+``noisy_steps``; 3 adds ``released_cells``.
 """
 
 from __future__ import annotations
@@ -79,6 +81,17 @@ _MIGRATIONS = (
         researcher       TEXT NOT NULL,
         at_ms            INTEGER NOT NULL,
         PRIMARY KEY (dataset, job_id, round)
+    )
+    """,
+    """
+    CREATE TABLE IF NOT EXISTS released_cells (
+        dataset  TEXT NOT NULL,
+        size     INTEGER NOT NULL,
+        digest   BLOB NOT NULL,
+        keys     BLOB NOT NULL,
+        task_id  TEXT NOT NULL,
+        at_ms    INTEGER NOT NULL,
+        PRIMARY KEY (dataset, size, digest)
     )
     """,
 )

@@ -10,7 +10,8 @@ Steps of one run:
    collaboration, researcher and algorithm;
 4. a per-node algorithm's step runs in a worker process; a multi-party algorithm runs in
    the node with its :class:`~confide.node._peers.TaskPeers`; its output is validated
-   against its declaration;
+   against its declaration, and refused whole if a table it read requires differential
+   privacy and no differentially private release covered it (a per-node result never can);
 5. the outcome (output or error message) is sealed to the researcher and sent as a final
    RUN_STATUS, kept and resent by the hub link until the hub acknowledges it. A run the
    hub delivers again is answered with the same result, not run twice.
@@ -36,7 +37,7 @@ from confide.node._channel import PeerChannel
 from confide.node._config import NodeConfig
 from confide.node._link import HubLink
 from confide.node._peers import StepRunner, TaskFacts, TaskPeers
-from confide.node._policy import check_policy
+from confide.node._policy import check_plain_release, check_policy
 from confide.node._sums import SecureSums
 from confide.node._worker import StepOutcome
 from confide.wire import (
@@ -179,7 +180,9 @@ class RunExecutor:
             await self._status(assignment, RunStatus.RUNNING)
             algorithm = get_algorithm(request.algorithm)
             if not algorithm.multiparty:
-                return await self.run(request.algorithm, request.params)
+                return self._plain_release(
+                    request.algorithm, await self.run(request.algorithm, request.params)
+                )
             return await self._run_protocol(assignment, algorithm, request.params, request.nodes)
         except ConfideError as exc:
             return StepOutcome(None, str(exc))
@@ -194,6 +197,15 @@ class RunExecutor:
         async with self._limit:
             return await self._steps.run(algorithm, params, step)
 
+    def _plain_release(self, algorithm: str, outcome: StepOutcome) -> StepOutcome:
+        """A per-node result, or its refusal if a table it read requires differential privacy.
+
+        Checked whether the step succeeded or not: its own error could say something of
+        the table, and nothing derived from such a table leaves without noise.
+        """
+        check_plain_release(self._config.policy, self.node_id, algorithm=algorithm, tables=outcome.tables)
+        return outcome
+
     async def _run_protocol(
         self, assignment: RunAssignment, algorithm: Algorithm, params: dict[str, object], nodes: list[str]
     ) -> StepOutcome:
@@ -202,7 +214,9 @@ class RunExecutor:
         for early in self._early.pop(assignment.task_id, []):
             _deliver_peer(task.channel, early)
         try:
-            return StepOutcome(await algorithm.run_protocol(task, params), None)
+            output = await algorithm.run_protocol(task, params)
+            task.check_leaving("its result")
+            return StepOutcome(output, None, task.tables_read)
         except ConfideError:
             raise
         except Exception as exc:  # an algorithm's own bug: report it, keep the node
@@ -245,7 +259,9 @@ class RunExecutor:
         facts = TaskFacts(
             assignment.task_id, algorithm.name, assignment.researcher_id, self._config.policy.min_count
         )
-        return TaskPeers(facts, channel=channel, sums=sums, steps=self, budget=self._budget)
+        return TaskPeers(
+            facts, channel=channel, sums=sums, steps=self, budget=self._budget, policy=self._config.policy
+        )
 
     def _seal(self, assignment: RunAssignment, researcher: PublicParty, outcome: StepOutcome) -> bytes:
         result = TaskOutcome(

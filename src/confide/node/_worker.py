@@ -1,9 +1,11 @@
 """Algorithm steps run in worker processes, never in the node's event loop.
 
 A pool of ``spawn``-started processes (no state inherited from the agent) holds the
-node's tables; each call runs one registered step and returns either its validated
-output or an error message. Any exception inside a step becomes a message naming the
-algorithm, so a failing or crashing algorithm never takes the node down.
+node's tables and the policy's disclosure rules; each call runs one registered step and
+returns either its validated output or an error message, with the declared tables the
+step read (the node checks what may leave against their policy). Any exception inside a
+step becomes a message naming the algorithm, so a failing or crashing algorithm never
+takes the node down.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from confide._errors import ConfideError
 from confide.algorithms import MAIN_STEP, get_algorithm
 from confide.node._config import DataSourceConfig, TrainingDataConfig
 from confide.node._datasource import LocalData
+from confide.node._policy import Policy
 
 __all__ = ["StepOutcome", "WorkerPool"]
 
@@ -35,17 +38,26 @@ PARENT_CHECK_S = 1.0
 
 @dataclass(frozen=True)
 class StepOutcome:
-    """What a step produced: an output, or an error message for the researcher."""
+    """What a step produced: an output, or an error message for the researcher.
+
+    ``tables`` names the declared tables the step read (through ``table``, ``source`` or
+    ``run_sql``), whether it succeeded or not.
+    """
 
     output: dict[str, object] | None
     error: str | None
+    tables: tuple[str, ...] = ()
 
 
 def _init_worker(
-    sources: Sequence[DataSourceConfig], training: Sequence[TrainingDataConfig] = (), node_id: str = ""
+    sources: Sequence[DataSourceConfig],
+    training: Sequence[TrainingDataConfig] = (),
+    node_id: str = "",
+    policy: Policy | None = None,
+    row_secret: bytes | None = None,
 ) -> None:
     global _DATA
-    _DATA = LocalData(sources, training, node_id=node_id)
+    _DATA = LocalData(sources, training, node_id=node_id, policy=policy, row_secret=row_secret)
     threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()
     if training:
         prepare = threading.Thread(target=_prepare_training, args=(_DATA,), name="prepare", daemon=True)
@@ -91,16 +103,20 @@ def _exit_with_parent(parent: int) -> None:
 def _run_step(algorithm: str, params: dict[str, object], step: str = MAIN_STEP) -> StepOutcome:
     if _DATA is None:
         return StepOutcome(None, "worker was not initialised")
+    _DATA.start_step()
     try:
-        return StepOutcome(get_algorithm(algorithm).run(_DATA, params, step), None)
+        output = get_algorithm(algorithm).run(_DATA, params, step)
     except ConfideError as exc:
-        return StepOutcome(None, str(exc))
+        return StepOutcome(None, str(exc), _DATA.tables_read)
     except Exception as exc:  # an algorithm's own bug: report it, keep the worker
         # The exception text may quote data: it stays in the node's log.
         log.exception("algorithm %s failed", algorithm)
         return StepOutcome(
-            None, f"{algorithm} failed with {type(exc).__name__}; the node's log has the details"
+            None,
+            f"{algorithm} failed with {type(exc).__name__}; the node's log has the details",
+            _DATA.tables_read,
         )
+    return StepOutcome(output, None, _DATA.tables_read)
 
 
 def _warm() -> bool:
@@ -108,7 +124,13 @@ def _warm() -> bool:
 
 
 class WorkerPool:
-    """A process pool for algorithm steps, restarted if a worker dies."""
+    """A process pool for algorithm steps, restarted if a worker dies.
+
+    ``policy`` is the node's (its ``min_count`` and per-table rules reach the steps); it
+    must be the policy the agent enforces, so the agent passes its own. ``row_secret``
+    keys the rows of tables with an identifier in the node's release record; the agent
+    passes one derived from its kit (:func:`row_key_secret`), stable across restarts.
+    """
 
     def __init__(
         self,
@@ -117,8 +139,12 @@ class WorkerPool:
         training: Sequence[TrainingDataConfig] = (),
         *,
         node_id: str = "",
+        policy: Policy | None = None,
+        row_secret: bytes | None = None,
     ) -> None:
         self._node_id = node_id
+        self._policy = policy or Policy()
+        self._row_secret = row_secret
         self._sources = list(sources)
         self._training = list(training)
         self._workers = workers
@@ -129,7 +155,7 @@ class WorkerPool:
             max_workers=self._workers,
             mp_context=multiprocessing.get_context("spawn"),
             initializer=_init_worker,
-            initargs=(self._sources, self._training, self._node_id),
+            initargs=(self._sources, self._training, self._node_id, self._policy, self._row_secret),
         )
 
     async def warm_up(self) -> None:

@@ -32,8 +32,8 @@ from confide.query._dsl import Query, Rel, col, create, defCol
 from confide.query._dsl_aggregate import aggregate, aggregate_count, aggregate_many
 from confide.query._dsl_operators import collect, concat, divide, filter, join, multiply, project
 from confide.query._ir import Aggregate, ColumnType
-from confide.query._layout import DenseLayout, dense_vector, secure_aggregates
-from confide.query._local_sql import local_sql
+from confide.query._layout import DenseLayout, dense_vector, element_counts, secure_aggregates
+from confide.query._local_sql import local_rows_sql, local_sql
 from confide.query._receiver import finalise, withheld_groups
 from confide.query._schema import FederationSchema, load_schema
 from confide.query._sql import parse_sql
@@ -59,10 +59,12 @@ __all__ = [
     "defCol",
     "dense_vector",
     "divide",
+    "element_counts",
     "filter",
     "finalise",
     "join",
     "load_schema",
+    "local_rows_sql",
     "local_sql",
     "multiply",
     "output_columns",

@@ -11,6 +11,8 @@ input with one local subtree per party (push-down put the row-level work there).
 3. each party runs :func:`~confide.query._local_sql.local_sql` where its data is (DuckDB
    over files, PostgreSQL, ...): one row per non-empty bucket, which :func:`dense_vector`
    places into the vector;
+   :func:`element_counts` says how many of its rows each element comes from, so the
+   party withholds the groups below its ``min_count``;
 4. the protocol adds the parties' vectors (not here);
 5. the receiver runs :func:`~confide.query._receiver.finalise` over the totals: the plan's
    operators above the secure sums (means, variances, ratios, HAVING, projections).
@@ -42,6 +44,7 @@ __all__ = [
     "Vector",
     "check_layout",
     "dense_vector",
+    "element_counts",
     "number_text",
     "secure_aggregates",
 ]
@@ -96,6 +99,8 @@ class DenseLayout:
     specs: tuple[AggregateSpec, ...]
     spec_bounds: tuple[float, ...]
     max_rows: int
+    clips: tuple[tuple[str, float, float], ...] = ()
+    """The declared bounds of every summed column: each value is clipped into them at the node."""
 
     @classmethod
     def for_aggregate(cls, aggregate: Aggregate, schema: FederationSchema, *, max_rows: int) -> DenseLayout:
@@ -105,7 +110,11 @@ class DenseLayout:
         columns = ColumnTypes(schema).of(aggregate.input)
         keys = tuple(_group_key(name, columns[name]) for name in aggregate.group_by)
         bounds = tuple(_spec_bound(spec, columns, max_rows) for spec in aggregate.aggregates)
-        return cls(keys, aggregate.aggregates, bounds, max_rows)
+        summed = dict.fromkeys(
+            c for s in aggregate.aggregates if s.func is not AggFunc.COUNT for c in (s.column, s.other) if c
+        )
+        clips = tuple((c, *_declared(columns[c])) for c in summed)
+        return cls(keys, aggregate.aggregates, bounds, max_rows, clips)
 
     @property
     def groups(self) -> int:
@@ -177,6 +186,12 @@ def _magnitude(spec: AggregateSpec, column: str | None, columns: Mapping[str, Co
     return max(abs(bounds[0]), abs(bounds[1]))
 
 
+def _declared(column: ColumnInfo) -> tuple[float, float]:
+    if column.bounds is None:  # pragma: no cover - _spec_bound refused it first
+        raise QueryError("a summed column has no declared bounds")
+    return float(column.bounds[0]), float(column.bounds[1])
+
+
 def check_layout(aggregate: Aggregate, layout: DenseLayout) -> None:
     """Refuse ``layout`` unless it was built for ``aggregate`` (the same keys and specs)."""
     if tuple(k.name for k in layout.keys) != aggregate.group_by or layout.specs != aggregate.aggregates:
@@ -245,6 +260,30 @@ def _check_bounds(vector: Vector, layout: DenseLayout) -> None:
         found = layout.specs[int(outside[0]) % len(layout.specs)]
         raise QueryError(
             f"{found.func.value}({found.column or '*'}) exceeds the bound the secure sum can encode at "
-            f"this node: the data exceed the column's declared bounds or max_rows ({layout.max_rows}), "
-            "or hold NaN"
+            f"this node: the table has more rows than max_rows ({layout.max_rows}), or a value is NaN "
+            "(values outside a column's declared bounds are clipped to them)"
         )
+
+
+def element_counts(vector: Vector, layout: DenseLayout) -> Vector:
+    """How many of the node's rows each element of a secure sum's vector comes from.
+
+    A COUNT is its own; a sum takes the COUNT over the same values (``COUNT(x)`` for
+    ``SUM(x)``, the complete pairs for CORR's sums) where the plan has one, else the
+    group's COUNT(*) (every secure sum has a COUNT: the rewrite pass adds one).
+    """
+    specs = layout.specs
+    per_group = vector.reshape(layout.groups, len(specs))
+    counted = {(s.column, s.other): j for j, s in enumerate(specs) if s.func is AggFunc.COUNT}
+    every = [j for j, s in enumerate(specs) if s.func is AggFunc.COUNT]
+    columns = []
+    for j, spec in enumerate(specs):
+        if spec.func is AggFunc.COUNT:
+            columns.append(per_group[:, j])
+            continue
+        source = counted.get((spec.column, spec.other), counted.get((None, None)))
+        if source is not None:
+            columns.append(per_group[:, source])
+        else:  # no COUNT of its own values nor of the rows: the largest count bounds it from above
+            columns.append(per_group[:, every].max(axis=1) if every else np.zeros(layout.groups))
+    return np.stack(columns, axis=1).ravel()

@@ -45,7 +45,7 @@ from confide.query._ir import (
 )
 from confide.query._layout import OUTSIDE, DenseLayout, GroupKey, Label, check_layout, number_text
 
-__all__ = ["local_sql"]
+__all__ = ["local_rows_sql", "local_sql"]
 
 
 def local_sql(
@@ -93,6 +93,33 @@ def local_sql(
         raise QueryError(f"cannot write the local query in {dialect}: {error}") from None
 
 
+def local_rows_sql(
+    aggregate: Aggregate,
+    party: str,
+    layout: DenseLayout,
+    *,
+    dialect: str,
+    source: Callable[[str], str],
+    row: str = "__row",
+) -> str:
+    """The SQL that lists ``party``'s rows of a secure-sum ``aggregate``: each row's ``row`` and group.
+
+    Every ``source`` must yield a column ``row`` (the node's key of each row) beside the
+    table's own; it is kept through every projection. The SELECT's rows are: the key, then
+    a bucket index per GROUP BY key (as :func:`local_sql` numbers them). The node reads it
+    to learn which of its rows each cell of the release comes from (its differencing check).
+    """
+    check_layout(aggregate, layout)
+    aliases = (f"__r{n}" for n in itertools.count())
+    rows = _party_rows(aggregate, party, source, aliases, keep=(row,))
+    buckets = [exp.alias_(_bucket(k), f"__bucket_{i}", quoted=True) for i, k in enumerate(layout.keys)]
+    select = exp.select(_quoted(row), *buckets).from_(rows)
+    try:
+        return select.sql(dialect=dialect)
+    except SqlglotError as error:
+        raise QueryError(f"cannot write the local query in {dialect}: {error}") from None
+
+
 def _grouped_by_bucket(
     layout: DenseLayout, rows: exp.Expr, buckets: list[exp.Column], aliases: Iterator[str]
 ) -> exp.Select:
@@ -107,7 +134,7 @@ def _grouped_by_bucket(
     ]
     select = exp.select(
         *buckets,
-        *(exp.alias_(_spec(spec), spec.out, quoted=True) for spec in layout.specs),
+        *(exp.alias_(_spec(spec, _clips(layout)), spec.out, quoted=True) for spec in layout.specs),
         *(exp.alias_(o, f"__offending_{i}", quoted=True) for i, o in enumerate(offending)),
     ).from_(_subquery(keyed, next(aliases)))
     return select.group_by(*buckets) if buckets else select
@@ -142,7 +169,7 @@ def _grouped_by_value(
     partial = (
         exp.select(
             *values,
-            *(exp.alias_(_spec(spec), spec.out, quoted=True) for spec in layout.specs),
+            *(exp.alias_(_spec(spec, _clips(layout)), spec.out, quoted=True) for spec in layout.specs),
             *offending_bins,
         )
         .from_(_subquery(keyed, next(aliases)))
@@ -173,25 +200,31 @@ def _grouped_by_value(
 
 
 def _party_rows(
-    aggregate: Aggregate, party: str, source: Callable[[str], str], aliases: Iterator[str]
+    aggregate: Aggregate,
+    party: str,
+    source: Callable[[str], str],
+    aliases: Iterator[str],
+    keep: tuple[str, ...] = (),
 ) -> exp.Expr:
-    """The FROM item over ``party``'s input rows: its subtrees of the aggregate's input."""
+    """The FROM item over ``party``'s input rows: its subtrees of the aggregate's input (``keep`` kept)."""
     inputs = aggregate.input.inputs if isinstance(aggregate.input, Concat) else (aggregate.input,)
     mine = [r for r in inputs if parties_of(r) == {party}]
     if not mine:
         holders = ", ".join(sorted(parties_of(aggregate.input)))
         raise QueryError(f"{party!r} holds no input of this secure sum; its parties are: {holders}")
     if len(mine) == 1:
-        return _rows(mine[0], source, aliases)
-    selects = [exp.select(exp.Star()).from_(_rows(r, source, aliases)) for r in mine]
+        return _rows(mine[0], source, aliases, keep)
+    selects = [exp.select(exp.Star()).from_(_rows(r, source, aliases, keep)) for r in mine]
     union: exp.Query = selects[0]
     for select in selects[1:]:
         union = exp.union(union, select, distinct=False)
     return _subquery(union, next(aliases))
 
 
-def _rows(relation: Relation, source: Callable[[str], str], names: Iterator[str]) -> exp.Expr:
-    """A FROM item (a table or an aliased subquery) that yields ``relation``'s rows."""
+def _rows(
+    relation: Relation, source: Callable[[str], str], names: Iterator[str], keep: tuple[str, ...] = ()
+) -> exp.Expr:
+    """A FROM item (a table or an aliased subquery) that yields ``relation``'s rows (``keep`` kept)."""
     match relation:
         case Scan(table, _):
             # ``source`` is the node's own SQL for its table (a file reader or a table name).
@@ -199,12 +232,15 @@ def _rows(relation: Relation, source: Callable[[str], str], names: Iterator[str]
                 exp.Table(this=exp.Var(this=source(table))), next(names), table=True, quoted=True
             )
         case Filter(inner, predicate):
-            select = exp.select(exp.Star()).from_(_rows(inner, source, names)).where(_sql_expr(predicate))
+            select = (
+                exp.select(exp.Star()).from_(_rows(inner, source, names, keep)).where(_sql_expr(predicate))
+            )
         case Compute(inner, name, expr):
             computed = exp.alias_(_sql_expr(expr), name, quoted=True)
-            select = exp.select(exp.Star(), computed).from_(_rows(inner, source, names))
+            select = exp.select(exp.Star(), computed).from_(_rows(inner, source, names, keep))
         case Project(inner, columns):
-            select = exp.select(*map(_quoted, columns)).from_(_rows(inner, source, names))
+            kept = [*columns, *(k for k in keep if k not in columns)]
+            select = exp.select(*map(_quoted, kept)).from_(_rows(inner, source, names, keep))
         case _:
             raise QueryError(
                 f"{type(relation).__name__} in a party's local part of a secure sum is not supported "
@@ -241,8 +277,8 @@ def _category(key: GroupKey, category: Label) -> exp.Expr:
         ) from None
 
 
-def _spec(spec: AggregateSpec) -> exp.Expr:
-    column: exp.Expr | None = None if spec.column is None else _quoted(spec.column)
+def _spec(spec: AggregateSpec, clips: Mapping[str, tuple[float, float]]) -> exp.Expr:
+    column: exp.Expr | None = None if spec.column is None else _clipped(spec.column, clips)
     if column is not None and spec.other is not None and spec.func is not AggFunc.SUM_PRODUCTS:
         # Only the rows where the other column is present too (CORR's complete pairs).
         present = exp.Not(this=exp.Is(this=_quoted(spec.other), expression=exp.Null()))
@@ -255,7 +291,7 @@ def _spec(spec: AggregateSpec) -> exp.Expr:
         return exp.Sum(this=exp.Mul(this=_double(column), expression=_double(column)))
     if spec.func is AggFunc.SUM_PRODUCTS and column is not None and spec.other is not None:
         # Doubles: a product of two 32-bit integers overflows an integer in PostgreSQL.
-        return exp.Sum(this=exp.Mul(this=_double(column), expression=_double(_quoted(spec.other))))
+        return exp.Sum(this=exp.Mul(this=_double(column), expression=_double(_clipped(spec.other, clips))))
     raise QueryError(
         f"{spec.func.value}({spec.column}) is not a secure sum; compile the query with compile_plan"
     )
@@ -270,6 +306,28 @@ _SQL_COMPARE: Mapping[CompareOp, type[exp.Binary]] = {
     CompareOp.GE: exp.GTE,
 }
 _SQL_ARITHMETIC: Mapping[str, type[exp.Binary]] = {"+": exp.Add, "-": exp.Sub, "*": exp.Mul}
+
+
+def _clips(layout: DenseLayout) -> dict[str, tuple[float, float]]:
+    return {column: (lo, hi) for column, lo, hi in layout.clips}
+
+
+def _clipped(name: str, clips: Mapping[str, tuple[float, float]]) -> exp.Expr:
+    """Column ``name`` clipped into its declared bounds (NULL stays NULL); as is where it has none.
+
+    A value outside is counted at the nearer bound rather than refused: a refusal, asked
+    with a WHERE on one patient, would say whether that patient's value lies outside.
+    """
+    column = _quoted(name)
+    if name not in clips:
+        return column
+    lo, hi = clips[name]
+    return (
+        exp.Case()
+        .when(exp.LT(this=column, expression=_literal(lo)), _literal(lo))
+        .when(exp.GT(this=column.copy(), expression=_literal(hi)), _literal(hi))
+        .else_(column.copy())
+    )
 
 
 def _sql_expr(expr: Expr) -> exp.Expr:

@@ -97,13 +97,17 @@ class _CorrelationStatistic:
     def contribute(self, data: DataContext, params: CorrelationParams) -> Contribution:
         table = _table(data, params.table, params.max_rows)
         x = np.column_stack([_numeric(table, params.table, c) for c in params.columns])
-        x = x[~np.isnan(x).any(axis=1)]
+        complete = ~np.isnan(x).any(axis=1)
+        x = x[complete]
         for j, name in enumerate(params.columns):
             x[:, j] = _clipped(x[:, j], params.bounds[name])
         y = x - np.array([_midpoint(params.bounds[c]) for c in params.columns])
         products = (y.T @ y)[np.triu_indices(y.shape[1])]
         values = np.concatenate([[float(y.shape[0])], y.sum(axis=0), products])
-        return Contribution(values=values, rows=int(y.shape[0]))
+        return Contribution(values=values, rows=int(y.shape[0]), members=np.where(complete, 0, -1))
+
+    def cell_labels(self, params: Any) -> list[str]:
+        return []  # one cell: the rows the round covers, checked against min_count as a whole
 
     def finalise(self, params: CorrelationParams, total: Vector, *, min_count: int) -> CorrelationOutput:
         vector = _checked_total(self.layout(params), total)

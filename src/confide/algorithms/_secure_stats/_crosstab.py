@@ -79,8 +79,16 @@ class _CrosstabStatistic:
     def contribute(self, data: DataContext, params: CrosstabParams) -> Contribution:
         table = _table(data, params.table, params.max_rows)
         cells = _cells(table, params.table, [params.rows, params.columns])
-        counts = np.bincount(cells, minlength=params.rows.size * params.columns.size)
-        return Contribution(values=counts.astype(np.float64), rows=table.num_rows)
+        counts = np.bincount(cells, minlength=params.rows.size * params.columns.size).astype(np.float64)
+        # every cell of the table is a cell, its count its own rows
+        return Contribution(values=counts, rows=table.num_rows, counts=counts, members=cells)
+
+    def cell_labels(self, params: CrosstabParams) -> list[str]:
+        return [
+            f"{params.rows.column}={r}, {params.columns.column}={c}"
+            for r in params.rows.labels
+            for c in params.columns.labels
+        ]
 
     def finalise(self, params: CrosstabParams, total: Vector, *, min_count: int) -> CrosstabOutput:
         counts = np.rint(_checked_total(self.layout(params), total)).reshape(params.rows.size, -1)

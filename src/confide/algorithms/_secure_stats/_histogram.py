@@ -151,8 +151,19 @@ class _HistogramStatistic:
         x = _clipped(x, (lo, hi))  # out_of_range is clip: see HistogramParams
         n_bins = len(params.bins) - 1
         flat = cells * n_bins + _bin_index(x, params.bins)
-        counts = np.bincount(flat, minlength=_group_count(params.group_by) * n_bins)
-        return Contribution(values=counts.astype(np.float64), rows=int(x.size))
+        members = np.full(present.size, -1, dtype=np.int64)
+        members[present] = flat
+        counts = np.bincount(flat, minlength=_group_count(params.group_by) * n_bins).astype(np.float64)
+        # every bin is a cell, its count its own rows
+        return Contribution(values=counts, rows=int(x.size), counts=counts, members=members)
+
+    def cell_labels(self, params: HistogramParams) -> list[str]:
+        bins = _bin_labels(params.bins)
+        return [
+            f"{_group_title(g)}: {params.column} {b}" if g else f"{params.column} {b}"
+            for g in _group_labels(params.group_by)
+            for b in bins
+        ]
 
     def finalise(self, params: HistogramParams, total: Vector, *, min_count: int) -> HistogramOutput:
         counts = _checked_total(self.layout(params), total).reshape(_group_count(params.group_by), -1)

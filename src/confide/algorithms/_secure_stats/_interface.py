@@ -68,10 +68,18 @@ class VectorLayout:
 
 @dataclass(frozen=True)
 class Contribution:
-    """One node's vector and how many of its rows went into it."""
+    """One node's vector, how many of its rows went into it, and into each element.
+
+    ``counts`` (for a statistic with cells) has the vector's shape: the node withholds an
+    element that comes from fewer than its ``min_count`` rows, and flags its cell.
+    ``members`` says which of the table's rows each cell comes from.
+    """
 
     values: Vector
     rows: int
+    counts: Vector | None = None
+    members: Cells | None = None
+    """Per row of the table: the cell it went into, -1 if none (the node's differencing check)."""
 
 
 class SecureStatistic(Protocol):
@@ -88,6 +96,10 @@ class SecureStatistic(Protocol):
 
     def contribute(self, data: DataContext, params: Any) -> Contribution:
         """This node's vector; :class:`AlgorithmError` for data outside the declared domain."""
+        ...
+
+    def cell_labels(self, params: Any) -> list[str]:
+        """The vector's cells (equal blocks, in order), each withheld where small; [] for one cell."""
         ...
 
     def finalise(self, params: Any, total: Vector, *, min_count: int) -> BaseModel:

@@ -42,6 +42,7 @@ from confide.algorithms._secure_stats._interface import (
     _count,
     _fmt,
     _fmt_count,
+    _group_title,
     _layout,
 )
 
@@ -140,13 +141,24 @@ class _MomentsStatistic:
         table = _table(data, params.table, params.max_rows)
         cells = _cells(table, params.table, params.group_by)
         groups = _group_count(params.group_by)
-        parts = [np.bincount(cells, minlength=groups).astype(np.float64)[:, None]]
+        rows = np.bincount(cells, minlength=groups).astype(np.float64)[:, None]
+        parts, counts = [rows], [rows]
         for name in params.columns:
             x = _numeric(table, params.table, name)
             present = ~np.isnan(x)
             inside = _clipped(x[present], params.bounds[name])
-            parts.append(_power_sums(cells[present], inside, groups, params.bounds[name]))
-        return Contribution(values=np.concatenate(parts, axis=1).ravel(), rows=table.num_rows)
+            sums = _power_sums(cells[present], inside, groups, params.bounds[name])
+            parts.append(sums)
+            counts.append(np.repeat(sums[:, :1], 3, axis=1))  # a column's sums come from its values
+        return Contribution(
+            values=np.concatenate(parts, axis=1).ravel(),
+            rows=table.num_rows,
+            counts=np.concatenate(counts, axis=1).ravel(),
+            members=cells,
+        )
+
+    def cell_labels(self, params: MomentsParams) -> list[str]:
+        return [_group_title(g) for g in _group_labels(params.group_by)]
 
     def finalise(self, params: MomentsParams, total: Vector, *, min_count: int) -> MomentsOutput:
         sums = _checked_total(self.layout(params), total).reshape(_group_count(params.group_by), -1)

@@ -119,10 +119,13 @@ class _ZScoreStatistic:
         # every row's group is checked, so a bad domain fails the same way at every node
         in_group = _cells(table, params.table, params.group_by) == params.cell()
         x = _numeric(table, params.table, params.column)
-        x = x[in_group & ~np.isnan(x)]
-        x = _clipped(x, params.bounds)
+        used = in_group & ~np.isnan(x)
+        x = _clipped(x[used], params.bounds)
         values = _power_sums(np.zeros(x.size, dtype=np.int64), x, 1, params.bounds)[0]
-        return Contribution(values=values, rows=int(x.size))
+        return Contribution(values=values, rows=int(x.size), members=np.where(used, 0, -1))
+
+    def cell_labels(self, params: Any) -> list[str]:
+        return []  # one cell: the rows the round covers, checked against min_count as a whole
 
     def finalise(self, params: ZScoreParams, total: Vector, *, min_count: int) -> ZScoreOutput:
         count, s1, s2 = _checked_total(self.layout(params), total)
