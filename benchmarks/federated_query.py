@@ -99,7 +99,9 @@ def pooled(files: list[Path], runs: int) -> tuple[float, list[tuple[Any, ...]]]:
     return statistics.median(times), rows
 
 
-def federated(files: list[Path], runs: int) -> tuple[float, list[dict[str, object]]]:
+def federated(
+    files: list[Path], runs: int, policy: dict[str, Any] | None = None
+) -> tuple[float, list[dict[str, object]]]:
     """Median seconds of the query through hub and nodes, and its rows (after one warm-up)."""
 
     def tables(node_id: str, index: int, folder: Path) -> list[dict[str, Any]]:
@@ -107,7 +109,7 @@ def federated(files: list[Path], runs: int) -> tuple[float, list[dict[str, objec
 
     with (
         tempfile.TemporaryDirectory() as tmp,
-        LocalConsortium(Path(tmp), hospitals=PARTIES, tables=tables) as consortium,  # starts it
+        LocalConsortium(Path(tmp), hospitals=PARTIES, tables=tables, policy=policy) as consortium,
         Client(consortium.researcher_kit, timeout_s=600) as client,
     ):
         federation = schema(consortium.node_ids)
@@ -121,20 +123,26 @@ def federated(files: list[Path], runs: int) -> tuple[float, list[dict[str, objec
     return statistics.median(times), list(result)
 
 
-def measure(rows: int, folder: Path, runs: int) -> tuple[float, float, float]:
-    """Pooled and federated seconds for ``rows`` per node, and the largest difference of a result."""
+NO_RECORD = {"tables": {"stays": {"differencing": False}}}
+"""The node policy that keeps no release record of ``stays`` (no row-level pass)."""
+
+
+def measure(rows: int, folder: Path, runs: int) -> tuple[float, float, float, float]:
+    """Pooled, federated and federated-without-record seconds for ``rows`` per node; the worst difference."""
     files = generate(folder, rows)
     plain_s, plain_rows = pooled(files, runs)
     print(f"{rows:,} rows per node: pooled DuckDB {plain_s:.3f} s", flush=True)
     secure_s, secure_rows = federated(files, runs)
     print(f"{rows:,} rows per node: federated {secure_s:.3f} s ({secure_s / plain_s:.2f}x)", flush=True)
+    bare_s, _ = federated(files, runs, NO_RECORD)
+    print(f"{rows:,} rows per node: federated, no release record {bare_s:.3f} s", flush=True)
     worst = 0.0
     for (ward, n, mean, sd), row in zip(plain_rows, secure_rows, strict=True):
         if row["ward"] != ward or row["n"] != n:
             raise SystemExit(f"mismatch in {ward}: pooled n={n}, federated {row}")
         worst = max(worst, abs(float(row["mean"]) - mean), abs(float(row["sd"]) - sd))  # type: ignore[arg-type]
     print(f"largest difference of a mean or sd from the pooled answer: {worst:.2e}")
-    return plain_s, secure_s, worst
+    return plain_s, secure_s, bare_s, worst
 
 
 def main() -> None:
@@ -147,22 +155,27 @@ def main() -> None:
     sizes = [int(r) for r in args.rows.split(",") if r.strip()]
     lines = []
     for rows in sizes:
-        plain_s, secure_s, worst = measure(rows, args.data, args.runs)
+        plain_s, secure_s, bare_s, worst = measure(rows, args.data, args.runs)
         lines.append(
-            f"| {rows:,} | {plain_s:.3f} | {secure_s:.3f} | {secure_s / plain_s:.2f}x | {worst:.1e} |"
+            f"| {rows:,} | {plain_s:.3f} | {secure_s:.3f} | {secure_s / plain_s:.2f}x | {bare_s:.3f} "
+            f"| {worst:.1e} |"
         )
     if args.write:
         write_section(
             "federated_query",
-            "Federated query: grouped mean and std over 3 x N Parquet rows (issues 5, 14)",
+            "Federated query: grouped mean and std over 3 x N Parquet rows (issues 5, 14, 15)",
             [
                 f"Command: `python benchmarks/federated_query.py --rows {args.rows} --runs {args.runs} "
                 f"--write` ({machine()}; hub and {PARTIES} nodes as separate processes, TLS, websocket). "
                 f"Median of {args.runs} runs after one warm-up; the query has 10 groups. Each size is "
-                "measured pooled, then federated, in one run of the command.",
+                "measured pooled, then federated, in one run of the command. Federated includes the "
+                "node's per-cell min_count and its release record (a second, row-level pass that "
+                "lists which rows each group used); the last but one column is the same with the "
+                "release record turned off (`policy.tables.stays.differencing: false`).",
                 "",
-                "| rows per node | pooled DuckDB s | federated s | federated / pooled | max abs diff |",
-                "|---:|---:|---:|---:|---:|",
+                "| rows per node | pooled DuckDB s | federated s | federated / pooled | no release record s "
+                "| max abs diff |",
+                "|---:|---:|---:|---:|---:|---:|",
                 *lines,
             ],
         )
