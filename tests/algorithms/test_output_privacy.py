@@ -225,3 +225,14 @@ def test_a_value_outside_its_declared_bounds_is_clipped_not_refused(consortium: 
     young = [t.column("hippocampus_ml").to_numpy()[t.column("age").to_numpy() < 70] for t in tables]
     assert any((v > 6.5).any() for v in young)  # the data exercise the clip
     assert row["v"] == pytest.approx(sum(float(np.clip(v, 0, 6.5).sum()) for v in young), abs=1e-2)
+
+
+def test_max_rows_cannot_be_searched_for_a_small_cohorts_size(consortium: LocalConsortium) -> None:
+    # max_rows 1, 2, 3, ... would otherwise refuse exactly from the cohort's size on.
+    schema = _schema(["unused"])
+    sql = "SELECT COUNT(*) AS n FROM patients WHERE age >= 85"
+
+    with Client(consortium.researcher_kit, timeout_s=60) as client, pytest.raises(ConfideError) as refused:
+        client.compute(COLLABORATION, "query.sql", {"sql": sql, "schema": schema, "max_rows": 3})
+
+    assert "below ten times" in str(refused.value)

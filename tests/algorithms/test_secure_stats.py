@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel, ValidationError
 
-from confide._errors import AlgorithmError
+from confide._errors import AlgorithmError, PolicyError
 from confide.algorithms._secure_stats import (
     CORRELATION,
     CROSSTAB,
@@ -52,6 +52,8 @@ class Tables:
 
     def table(self, name: str) -> pa.Table:
         return self._tables[name]
+
+    min_count = 1
 
     def table_names(self) -> list[str]:
         return sorted(self._tables)
@@ -242,7 +244,7 @@ def test_values_outside_the_bounds_are_clipped_to_them_and_nothing_about_them_is
 
 
 def test_a_node_with_more_than_max_rows_refuses() -> None:
-    with pytest.raises(AlgorithmError, match="more than max_rows=100"):
+    with pytest.raises(AlgorithmError, match="may have more rows than max_rows=100"):
         MOMENTS.contribute(Tables(patients=NODES[0]), moments_params(max_rows=100))
 
 
@@ -653,7 +655,7 @@ def test_the_patients_group_must_lie_in_the_declared_domain(group: dict[str, Any
 
 # -- layouts: length, bound, sensitivity ----------------------------------------------------------
 
-EXTREME_ROWS = 5
+EXTREME_ROWS = 10  # a power of ten: a node refuses max_rows below the next one at or above its rows
 
 
 def extreme_cases() -> list[tuple[SecureStatistic, BaseModel, pa.Table]]:
@@ -710,7 +712,7 @@ def test_one_row_changes_the_vector_by_at_most_the_sensitivity(
     statistic: SecureStatistic, params: BaseModel, table: pa.Table
 ) -> None:
     layout = statistic.layout(params)
-    params = params.model_copy(update={"max_rows": EXTREME_ROWS + 1})
+    params = params.model_copy(update={"max_rows": 10 * EXTREME_ROWS})
     base = NODES[0].slice(0, EXTREME_ROWS)
     if statistic is CORRELATION:  # every column must be present for the row to count
         base = base.drop_null()
@@ -783,3 +785,18 @@ def test_outputs_validate_and_print_as_tables(statistic: SecureStatistic, params
     tables = statistic.tables(dumped)
     assert tables and tables == statistic.tables(output)
     assert all(len(row) == len(t.headers) for t in tables for row in t.rows)
+
+
+def test_max_rows_answers_only_an_order_of_magnitude() -> None:
+    # A search over max_rows would otherwise give the table's exact size (NODES[0] has fewer than 1,000).
+    rows = Tables(patients=NODES[0]).table("patients").num_rows
+    assert 100 < rows < 1000
+    MOMENTS.contribute(Tables(patients=NODES[0]), moments_params(max_rows=1000))
+    for near in (rows, rows + 1, 999):
+        with pytest.raises(AlgorithmError, match="may have more rows"):
+            MOMENTS.contribute(Tables(patients=NODES[0]), moments_params(max_rows=near))
+
+
+def test_a_max_rows_below_ten_times_min_count_is_refused() -> None:
+    with pytest.raises(PolicyError, match="below ten times"):
+        MOMENTS.contribute(Tables(patients=NODES[0]), moments_params(max_rows=9))

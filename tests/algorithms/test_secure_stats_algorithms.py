@@ -87,7 +87,7 @@ def test_too_few_contributing_nodes_give_a_clear_error(consortium: InProcessCons
     params = {"table": "patients", "column": "age", "bins": [0.0, 200.0], "max_rows": 150}
     with consortium.client() as client:
         task_id = client.submit(COLLABORATION, "stats.histogram", params)
-        with pytest.raises(TaskError, match=r"no node contributed.*more than max_rows=150"):
+        with pytest.raises(TaskError, match=r"no node contributed.*more rows than max_rows=150"):
             client.statistic(task_id, wait_s=30)
 
 

@@ -38,6 +38,7 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
+import math
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -58,6 +59,7 @@ __all__ = [
     "SecureReport",
     "SecureRound",
     "SecureTotals",
+    "check_max_rows",
     "contribute",
     "decode_vector",
     "encode_vector",
@@ -262,6 +264,27 @@ def decode_vector(text: str) -> Vector:
         return np.frombuffer(base64.b64decode(text, validate=True), dtype="<f8").astype(np.float64)
     except (binascii.Error, ValueError):
         raise AlgorithmError("a local vector is not base64 of float64 values") from None
+
+
+def check_max_rows(rows: int, max_rows: int, min_count: int, what: str) -> None:
+    """Refuse ``rows`` beyond ``max_rows``, saying no more than their order of magnitude.
+
+    ``max_rows`` is the researcher's, and "more than max_rows" would answer a search over it
+    with an exact count: so ``max_rows`` must be at least ten times ``min_count``, and the
+    refusal compares the next power of ten at or above ``rows`` (a node with 2,345 rows
+    refuses ``max_rows`` below 10,000), so it tells only an order of magnitude above that.
+    """
+    if max_rows < 10 * min_count:
+        raise PolicyError(
+            f"max_rows {max_rows} is below ten times this node's min_count ({10 * min_count}); a small "
+            "max_rows would tell how many rows a cohort has. Raise it"
+        )
+    magnitude = 10 ** math.ceil(math.log10(max(rows, 1)))
+    if magnitude > max_rows:
+        raise AlgorithmError(
+            f"{what} may have more rows than max_rows={max_rows} at this node; raise max_rows to a power of "
+            "ten above the largest table (the fixed-point bound grows with it)"
+        )
 
 
 def require_rows(peers: PeerContext, rows: int, what: str, *, empty_ok: bool = False) -> None:

@@ -41,7 +41,7 @@ from confide._errors import QueryError
 from confide.algorithms._context import DataContext, TableSource
 from confide.algorithms._registry import Algorithm
 from confide.algorithms._result import ResultTable, withheld_note
-from confide.algorithms._secure import CellRows, LocalFigures, SecureRound, SecureTotals
+from confide.algorithms._secure import CellRows, LocalFigures, SecureRound, SecureTotals, check_max_rows
 from confide.crypto import FixedPoint, min_bits
 from confide.query import (
     Aggregate,
@@ -247,6 +247,7 @@ def _local(data: DataContext, params: QueryParams) -> LocalFigures:
             else:
                 sql = _with_views(files, data, mine, duckdb_sql)
                 result = _execute(files, sql, list(mine)).fetchall()
+            check_max_rows(_largest_count(result, layout), params.max_rows, data.min_count, "a group")
             vector = dense_vector(result, layout)
             vectors.append(vector)
             counts.append(element_counts(vector, layout))
@@ -261,6 +262,13 @@ def _local(data: DataContext, params: QueryParams) -> LocalFigures:
         counts=dict(zip(labels, counts, strict=True)),
         members=members,
     )
+
+
+def _largest_count(rows: Sequence[Sequence[object]], layout: DenseLayout) -> int:
+    """The largest COUNT of any group in the local part's rows (0 for none)."""
+    at = [len(layout.keys) + j for j, s in enumerate(layout.specs) if s.func.value == "count"]
+    counts = [float(v) for r in rows for i in at if len(r) > i and isinstance(v := r[i], int | float)]
+    return int(max(counts, default=0.0))
 
 
 def _members(

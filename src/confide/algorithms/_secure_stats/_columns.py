@@ -19,6 +19,7 @@ import pyarrow.compute as pc
 
 from confide._errors import AlgorithmError
 from confide.algorithms._context import DataContext
+from confide.algorithms._secure import check_max_rows
 from confide.algorithms._secure_stats._interface import Bounds, Cells, Vector, _count
 
 # -- reading a node's data ------------------------------------------------------------------------
@@ -29,7 +30,8 @@ def _table(data: DataContext, name: str, max_rows: int) -> pa.Table:
     if name not in names:
         raise AlgorithmError(f"this node has no table {name!r}; it offers: {', '.join(names) or 'none'}")
     table = data.table(name)
-    if table.num_rows > max_rows:
+    check_max_rows(table.num_rows, max_rows, data.min_count, f"table {name!r}")
+    if table.num_rows > max_rows:  # pragma: no cover - check_max_rows refused it
         # The row count itself is not disclosed: it is this node's business.
         raise AlgorithmError(
             f"table {name!r} has more than max_rows={max_rows} rows; raise max_rows "
